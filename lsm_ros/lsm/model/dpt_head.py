@@ -80,6 +80,9 @@ class DPTScratch(nn.Module):
         self.refinenet2 = FusionBlock(feature_dim)
         self.refinenet3 = FusionBlock(feature_dim)
         self.refinenet4 = FusionBlock(feature_dim)
+        # refinenet4 has no skip input, so its resConfUnit1 is never used (as in DPT/DUSt3R);
+        # it exists for the checkpoint layout only and is frozen.
+        self.refinenet4.resConfUnit1.requires_grad_(False)
 
 
 def _reassemble(token_dim: int, layer_dim: int, level: int) -> nn.Sequential:
