@@ -1,0 +1,318 @@
+"""Parameters of ``lsm_node``: declaration, descriptors and validation.
+
+Each parameter is described once in :data:`PARAMETER_SPECS` (name, default, type,
+range or allowed values, read-only or changeable at run time).  :func:`declare_parameters`
+declares them all on an rclpy node with full ``ParameterDescriptor`` s, and
+:func:`read_settings` turns the declared values into a frozen :class:`LsmSettings`,
+raising :class:`ParameterError` (naming the parameter) for invalid values.
+
+Run-time changes (``ros2 param set``) are checked by :func:`check_parameter_change`;
+only parameters with ``read_only=False`` (labels, thresholds, point sampling) can change.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterable, Optional, Sequence, Tuple
+
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    ParameterType,
+)
+
+DEFAULT_LABELS: Tuple[str, ...] = (
+    "wall", "floor", "ceiling", "chair", "table", "sofa", "bed", "other",
+)
+
+_TYPE_NAMES = {
+    ParameterType.PARAMETER_BOOL: "bool",
+    ParameterType.PARAMETER_INTEGER: "integer",
+    ParameterType.PARAMETER_DOUBLE: "double",
+    ParameterType.PARAMETER_STRING: "string",
+    ParameterType.PARAMETER_STRING_ARRAY: "string array",
+}
+
+_DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+
+
+class ParameterError(ValueError):
+    """A parameter value is invalid; ``name`` is the offending parameter."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"parameter '{name}': {reason}")
+        self.name = name
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    """One node parameter: default value, ROS type and constraints."""
+
+    name: str
+    default: Any
+    type: int  # rcl_interfaces.msg.ParameterType constant
+    description: str
+    read_only: bool = True
+    choices: Tuple[str, ...] = ()
+    float_range: Optional[Tuple[float, float]] = None
+    int_range: Optional[Tuple[int, int]] = None
+    additional_constraints: str = ""
+
+    def descriptor(self) -> ParameterDescriptor:
+        """The ``ParameterDescriptor`` advertised to ROS tools (ros2 param describe)."""
+        constraints = self.additional_constraints
+        if self.choices:
+            constraints = ("one of: " + ", ".join(self.choices)
+                           + (f"; {constraints}" if constraints else ""))
+        d = ParameterDescriptor(
+            name=self.name,
+            type=self.type,
+            description=self.description,
+            additional_constraints=constraints,
+            read_only=self.read_only,
+        )
+        if self.float_range is not None:
+            d.floating_point_range = [FloatingPointRange(
+                from_value=float(self.float_range[0]), to_value=float(self.float_range[1]),
+                step=0.0)]
+        if self.int_range is not None:
+            d.integer_range = [IntegerRange(
+                from_value=int(self.int_range[0]), to_value=int(self.int_range[1]), step=1)]
+        return d
+
+
+_S = ParameterType
+PARAMETER_SPECS: Tuple[ParameterSpec, ...] = (
+    ParameterSpec("model_config", "tiny", _S.PARAMETER_STRING,
+                  "Model size: 'tiny' (embedded CPU model) or 'paper' (official LSM sizes).",
+                  choices=("tiny", "paper")),
+    ParameterSpec("checkpoint", "", _S.PARAMETER_STRING,
+                  "Path of a model checkpoint (.pt/.pth); '' = the embedded weights of "
+                  "model_config."),
+    ParameterSpec("device", "auto", _S.PARAMETER_STRING,
+                  "Torch device: 'auto' (CUDA when available, else CPU), 'cpu', 'cuda' or "
+                  "'cuda:N'.",
+                  additional_constraints="auto, cpu, cuda or cuda:N"),
+    ParameterSpec("precision", "fp32", _S.PARAMETER_STRING,
+                  "Inference precision; fp16/bf16 only take effect on CUDA.",
+                  choices=("fp32", "fp16", "bf16")),
+    ParameterSpec("mode", "pair", _S.PARAMETER_STRING,
+                  "'pair': two cameras, views from image_topics[0] and [1] matched by stamp; "
+                  "'mono': one camera, a pair is a frame and the keyframe keyframe_interval "
+                  "frames before it.",
+                  choices=("pair", "mono")),
+    ParameterSpec("image_topics", ["image_0", "image_1"], _S.PARAMETER_STRING_ARRAY,
+                  "Image topics (sensor_msgs/Image), relative names resolve in the node's "
+                  "namespace and can also be remapped; mode 'mono' uses only the first."),
+    ParameterSpec("slop", 0.05, _S.PARAMETER_DOUBLE,
+                  "Largest stamp difference, in seconds, between the two images of a pair "
+                  "(mode 'pair').", float_range=(0.0, 10.0)),
+    ParameterSpec("keyframe_interval", 10, _S.PARAMETER_INTEGER,
+                  "Mode 'mono': frames between the two views of a pair.",
+                  int_range=(1, 10000)),
+    ParameterSpec("queue_size", 10, _S.PARAMETER_INTEGER,
+                  "Depth of the image subscriptions and of the pair-matching queue.",
+                  int_range=(1, 1000)),
+    ParameterSpec("batch_size", 1, _S.PARAMETER_INTEGER,
+                  "Image pairs per inference call.", int_range=(1, 64)),
+    ParameterSpec("labels", list(DEFAULT_LABELS), _S.PARAMETER_STRING_ARRAY,
+                  "Class names for the per-point semantic labels (label index = position "
+                  "in this list).", read_only=False,
+                  additional_constraints="non-empty list of distinct, non-empty, printable "
+                                         "names of at most max_label_length characters"),
+    ParameterSpec("confidence_threshold", 1.5, _S.PARAMETER_DOUBLE,
+                  "Smallest pointmap confidence (DUSt3R style, >= 1) of a published point; "
+                  "0 keeps every point.", read_only=False, float_range=(0.0, 1000.0)),
+    ParameterSpec("query_threshold", 0.5, _S.PARAMETER_DOUBLE,
+                  "Default similarity threshold of /lsm/query (used when a request's "
+                  "threshold is 0).", read_only=False, float_range=(0.0, 1.0),
+                  additional_constraints="> 0"),
+    ParameterSpec("point_stride", 2, _S.PARAMETER_INTEGER,
+                  "Publish every point_stride-th pixel of each pointmap, in both image axes.",
+                  read_only=False, int_range=(1, 64)),
+    ParameterSpec("max_points", 200000, _S.PARAMETER_INTEGER,
+                  "Most points in a published cloud (uniformly subsampled above this); "
+                  "0 = no limit.", read_only=False, int_range=(0, 100000000)),
+    ParameterSpec("camera_frame", "", _S.PARAMETER_STRING,
+                  "Camera optical frame id; '' = the frame_id of the incoming images."),
+    ParameterSpec("world_frame", "", _S.PARAMETER_STRING,
+                  "Frame of published reconstructions; '' = the optical frame of the "
+                  "reference (first) view."),
+    ParameterSpec("qos", "sensor_data", _S.PARAMETER_STRING,
+                  "QoS of the image subscriptions: 'sensor_data' (best effort) or "
+                  "'reliable'.", choices=("sensor_data", "reliable")),
+    ParameterSpec("max_label_length", 64, _S.PARAMETER_INTEGER,
+                  "Longest accepted label, in characters (labels parameter and /lsm/query).",
+                  int_range=(1, 1024)),
+)
+
+SPECS_BY_NAME: Dict[str, ParameterSpec] = {s.name: s for s in PARAMETER_SPECS}
+
+
+@dataclass(frozen=True)
+class LsmSettings:
+    """Validated parameter values of ``lsm_node`` (field names = parameter names)."""
+
+    model_config: str = "tiny"
+    checkpoint: str = ""
+    device: str = "auto"
+    precision: str = "fp32"
+    mode: str = "pair"
+    image_topics: Tuple[str, ...] = ("image_0", "image_1")
+    slop: float = 0.05
+    keyframe_interval: int = 10
+    queue_size: int = 10
+    batch_size: int = 1
+    labels: Tuple[str, ...] = DEFAULT_LABELS
+    confidence_threshold: float = 1.5
+    query_threshold: float = 0.5
+    point_stride: int = 2
+    max_points: int = 200000
+    camera_frame: str = ""
+    world_frame: str = ""
+    qos: str = "sensor_data"
+    max_label_length: int = 64
+
+    def replace(self, **changes: Any) -> "LsmSettings":
+        """A copy with ``changes`` applied and validated (raises ParameterError)."""
+        values = dataclasses.asdict(self)
+        values.update(changes)
+        return settings_from_values(values)
+
+
+def label_problem(label: str, max_length: int) -> Optional[str]:
+    """Why ``label`` is not an acceptable class name, or None when it is.
+
+    Accepted: non-empty after stripping, at most ``max_length`` characters, printable.
+    """
+    if not isinstance(label, str):
+        return f"label must be a string, got {type(label).__name__}"
+    if not label.strip():
+        return "label is empty"
+    if len(label) > max_length:
+        return (f"label is {len(label)} characters long, longer than max_label_length="
+                f"{max_length}")
+    if not label.isprintable():
+        return f"label {label!r} contains non-printable characters"
+    return None
+
+
+def _check_value(spec: ParameterSpec, value: Any) -> Any:
+    """Normalise and check one value against its spec; raises ParameterError."""
+    name = spec.name
+    if spec.type == _S.PARAMETER_STRING:
+        if not isinstance(value, str):
+            raise ParameterError(name, f"expected a string, got {value!r}")
+    elif spec.type == _S.PARAMETER_DOUBLE:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ParameterError(name, f"expected a number, got {value!r}")
+        value = float(value)
+        if value != value:
+            raise ParameterError(name, "is NaN")
+    elif spec.type == _S.PARAMETER_INTEGER:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ParameterError(name, f"expected an integer, got {value!r}")
+    elif spec.type == _S.PARAMETER_STRING_ARRAY:
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            raise ParameterError(name, f"expected a list of strings, got {value!r}")
+        if not all(isinstance(v, str) for v in value):
+            raise ParameterError(name, f"expected a list of strings, got {value!r}")
+        value = tuple(value)
+    if spec.choices and value not in spec.choices:
+        raise ParameterError(name, f"{value!r} is not one of {', '.join(spec.choices)}")
+    if spec.float_range is not None:
+        lo, hi = spec.float_range
+        if not lo <= value <= hi:
+            raise ParameterError(name, f"{value} is outside [{lo}, {hi}]")
+    if spec.int_range is not None:
+        lo, hi = spec.int_range
+        if not lo <= value <= hi:
+            raise ParameterError(name, f"{value} is outside [{lo}, {hi}]")
+    return value
+
+
+def settings_from_values(values: Dict[str, Any]) -> LsmSettings:
+    """Validate a name -> value mapping (missing names take defaults) into LsmSettings."""
+    unknown = sorted(set(values) - set(SPECS_BY_NAME))
+    if unknown:
+        raise ParameterError(unknown[0], "unknown parameter")
+    checked = {}
+    for spec in PARAMETER_SPECS:
+        checked[spec.name] = _check_value(spec, values.get(spec.name, spec.default))
+    if not _DEVICE_PATTERN.match(checked["device"]):
+        raise ParameterError("device", f"{checked['device']!r} is not auto, cpu, cuda or "
+                                       "cuda:N")
+    if checked["query_threshold"] <= 0.0:
+        raise ParameterError("query_threshold", "must be > 0 (0 in a request means 'use "
+                                                "this parameter')")
+    topics = checked["image_topics"]
+    needed = 1 if checked["mode"] == "mono" else 2
+    if len(topics) < needed:
+        raise ParameterError("image_topics", f"mode '{checked['mode']}' needs {needed} "
+                                             f"topic(s), got {list(topics)}")
+    if any(not t.strip() for t in topics):
+        raise ParameterError("image_topics", f"contains an empty topic name: {list(topics)}")
+    labels = checked["labels"]
+    if not labels:
+        raise ParameterError("labels", "must hold at least one class name")
+    for label in labels:
+        problem = label_problem(label, checked["max_label_length"])
+        if problem:
+            raise ParameterError("labels", problem)
+    if len(set(labels)) != len(labels):
+        dupes = sorted({x for x in labels if labels.count(x) > 1})
+        raise ParameterError("labels", f"duplicate names: {dupes}")
+    return LsmSettings(**checked)
+
+
+def declare_parameters(node: Any) -> None:
+    """Declare every parameter of PARAMETER_SPECS on ``node`` with its descriptor.
+
+    rclpy raises ``InvalidParameterTypeException`` / ``InvalidParameterValueException``
+    here when a params file gives a wrong type or an out-of-range value.
+    """
+    for spec in PARAMETER_SPECS:
+        node.declare_parameter(spec.name, spec.default, spec.descriptor())
+
+
+def read_settings(get_value: Callable[[str], Any]) -> LsmSettings:
+    """Build validated settings from ``get_value(name)`` (e.g. a node's parameter values)."""
+    return settings_from_values({s.name: get_value(s.name) for s in PARAMETER_SPECS})
+
+
+def check_parameter_change(current: LsmSettings,
+                           changes: Iterable[Tuple[str, Any]]) -> Tuple[Optional[LsmSettings],
+                                                                        str]:
+    """Validate a run-time change of parameters.
+
+    Returns ``(new_settings, "")`` when accepted, ``(None, reason)`` when rejected.
+    """
+    updates = {}
+    for name, value in changes:
+        spec = SPECS_BY_NAME.get(name)
+        if spec is None:
+            continue  # parameters not owned by lsm (e.g. use_sim_time) pass through
+        if spec.read_only:
+            return None, f"parameter '{name}' is read-only; restart the node to change it"
+        updates[name] = value
+    if not updates:
+        return current, ""
+    try:
+        return current.replace(**updates), ""
+    except ParameterError as exc:
+        return None, str(exc)
+
+
+def type_name(parameter_type: int) -> str:
+    """Human name of a ParameterType constant."""
+    return _TYPE_NAMES.get(parameter_type, str(parameter_type))
+
+
+def describe_parameters() -> Sequence[str]:
+    """One line per parameter: name, type, default, description (for --help)."""
+    return [f"{s.name} ({type_name(s.type)}, default {s.default!r}"
+            f"{', run-time changeable' if not s.read_only else ''}): {s.description}"
+            for s in PARAMETER_SPECS]
