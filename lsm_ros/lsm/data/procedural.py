@@ -369,7 +369,9 @@ def _wall_pose(rng, room: np.ndarray, half_w: float, half_d: float, wall: int, y
 
 
 def generate_room(seed: int) -> ProceduralRoom:
-    """A random furnished room; deterministic for a given integer ``seed``."""
+    """A random furnished room; deterministic for a given integer ``seed`` (>= 0)."""
+    if int(seed) < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5C3E]))
     room = np.array([rng.uniform(3.0, 7.0), rng.uniform(3.0, 7.0), rng.uniform(2.4, 3.2)])
     mats = _Materials()
@@ -942,6 +944,8 @@ def generate_sample(seed: int, size: SizeLike = 128, num_targets: int = 1,
     """
     if num_targets < 0:
         raise ValueError(f"num_targets must be >= 0, got {num_targets}")
+    if int(seed) < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
     hw = parse_size(size)
     if room is None:
         room = generate_room(seed)

@@ -196,3 +196,57 @@ def load_sample(folder: str) -> SceneSample:
         (context if vm["role"] == "context" else target).append(view)
     return SceneSample(context=context, target=target, class_names=tuple(doc["class_names"]),
                        meta=doc.get("meta", {}))
+
+
+def resize_and_crop(image: np.ndarray, K: np.ndarray, size, nearest: bool = False):
+    """Resize so the image covers ``size`` (short side first), then centre-crop; adjust K.
+
+    ``image``: (H, W) or (H, W, C) array; ``K``: (3, 3) intrinsics of ``image`` (pixel centres
+    at +0.5, see module docstring); ``size``: int or ``(height, width)`` of the output.
+    ``nearest=True`` for depth and label maps (no value mixing); colour uses area/linear.
+    Returns ``(resized_image, K_new float32)``.
+    """
+    image = np.asarray(image)
+    if image.ndim not in (2, 3):
+        raise ValueError(f"image must be (H, W) or (H, W, C), got shape {image.shape}")
+    K = np.asarray(K, np.float64)
+    if K.shape != (3, 3):
+        raise ValueError(f"K must be (3, 3), got {K.shape}")
+    if isinstance(size, (int, np.integer)):
+        out_h = out_w = int(size)
+    else:
+        out_h, out_w = (int(s) for s in size)
+    if out_h < 1 or out_w < 1:
+        raise ValueError(f"output size must be positive, got {size!r}")
+    h, w = image.shape[:2]
+    s = max(out_h / h, out_w / w)
+    new_h, new_w = max(out_h, int(round(h * s))), max(out_w, int(round(w * s)))
+    if (new_h, new_w) != (h, w):
+        if nearest:
+            interp = cv2.INTER_NEAREST
+        else:
+            interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
+        src = image
+        if image.dtype == np.bool_:
+            src = image.astype(np.uint8)
+        resized = cv2.resize(src, (new_w, new_h), interpolation=interp)
+        if image.ndim == 3 and resized.ndim == 2:
+            resized = resized[:, :, None]
+        image = resized.astype(image.dtype)
+    y0, x0 = (new_h - out_h) // 2, (new_w - out_w) // 2
+    out = image[y0:y0 + out_h, x0:x0 + out_w]
+    K_new = K.copy()
+    K_new[0] *= new_w / w
+    K_new[1] *= new_h / h
+    K_new[0, 2] -= x0
+    K_new[1, 2] -= y0
+    return np.ascontiguousarray(out), K_new.astype(np.float32)
+
+
+def resize_view(view: ViewSample, size) -> ViewSample:
+    """:func:`resize_and_crop` applied to a whole view (depth, labels and instances nearest)."""
+    img, K = resize_and_crop(view.image, view.K, size)
+    depth, _ = resize_and_crop(view.depth, view.K, size, nearest=True)
+    labels, _ = resize_and_crop(view.labels, view.K, size, nearest=True)
+    inst = None if view.instance is None else resize_and_crop(view.instance, view.K, size, nearest=True)[0]
+    return ViewSample(image=img, depth=depth, labels=labels, K=K, c2w=view.c2w, instance=inst)
