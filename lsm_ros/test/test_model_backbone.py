@@ -266,3 +266,14 @@ def test_bad_configurations_raise():
         GeometryBackbone(cfg.encoder, cfg.decoder, replace(cfg.dpt, hooks=(0, 2, 3, 9)), cfg.image_size)
     with pytest.raises(ValueError, match="image_size"):
         GeometryBackbone(cfg.encoder, cfg.decoder, cfg.dpt, 100)
+
+
+def test_heads_run_in_float32_under_autocast(tiny_model):
+    x1, x2 = images(h=32, w=32, seed=7)
+    with torch.no_grad():
+        ref = tiny_model(x1, x2)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = tiny_model(x1, x2)
+    assert low.pts1.dtype == low.conf1.dtype == torch.float32
+    scale = ref.pts1.abs().max()
+    assert (low.pts1 - ref.pts1).abs().max() < 0.05 * scale

@@ -129,8 +129,10 @@ class AsymmetricStereoNet(nn.Module):
                 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """-> pts1 (view-1 frame), conf1, pts2 (in view-1 frame), conf2."""
         dec1, dec2 = self.decode(enc1, enc2, grid_hw)
-        pts1, conf1 = self.downstream_head1(dec1, grid_hw)
-        pts2, conf2 = self.downstream_head2(dec2, grid_hw)
+        # As in DUSt3R, the heads run in float32 outside autocast (expm1/exp overflow in fp16).
+        with torch.autocast(device_type=enc1.device.type, enabled=False):
+            pts1, conf1 = self.downstream_head1([t.float() for t in dec1], grid_hw)
+            pts2, conf2 = self.downstream_head2([t.float() for t in dec2], grid_hw)
         return pts1, conf1, pts2, conf2
 
 
