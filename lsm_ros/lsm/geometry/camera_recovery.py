@@ -43,6 +43,7 @@ PNP_ITERATIONS = 100
 PNP_REPROJECTION_ERROR_PX = 5.0
 WEISZFELD_ITERATIONS = 10
 MIN_POINTS = 16
+REFINE_MAX_POINTS = 8192
 
 
 class CameraRecoveryError(ValueError):
@@ -304,6 +305,13 @@ def _reprojection_errors(obj, img, K, rvec, tvec) -> np.ndarray:
     return np.linalg.norm(proj.reshape(-1, 2) - img, axis=1)
 
 
+def _evenly_spaced(index: np.ndarray, count: int) -> np.ndarray:
+    """At most ``count`` entries of ``index``, evenly spread over it (deterministic)."""
+    if len(index) <= count:
+        return index
+    return index[np.linspace(0, len(index) - 1, count).round().astype(np.int64)]
+
+
 def _refine_pose(obj, img, K, rvec, tvec, inliers, max_error):
     """Polish a RANSAC pose: LM on the inliers, then LM again on a tighter inlier set.
 
@@ -312,16 +320,19 @@ def _refine_pose(obj, img, K, rvec, tvec, inliers, max_error):
     it (a 5 px threshold is the whole parallax of a small baseline at 64-128 px).  We
     minimise the reprojection error (``cv2.solvePnPRefineLM``) on the RANSAC inliers, then
     keep the points within ``3 * 1.4826 * median`` of their errors (clipped to
-    [0.5 px, max_error]) and refine once more.  Falls back to the RANSAC pose if a step fails.
+    [0.5 px, max_error]) and refine once more.  Each LM step uses at most
+    ``REFINE_MAX_POINTS`` points, evenly spread over the image.  Falls back to the RANSAC pose if a step fails.
     """
     try:
-        r1, t1 = cv2.solvePnPRefineLM(obj[inliers], img[inliers], K, None, rvec.copy(), tvec.copy())
+        first = _evenly_spaced(inliers, REFINE_MAX_POINTS)
+        r1, t1 = cv2.solvePnPRefineLM(obj[first], img[first], K, None, rvec.copy(), tvec.copy())
         errors = _reprojection_errors(obj, img, K, r1, t1)
         sigma = 1.4826 * float(np.median(errors[inliers]))
         threshold = min(max(3.0 * sigma, 0.5), max_error)
-        keep = errors < threshold
-        if keep.sum() < max(6, len(inliers) // 2):
+        keep = np.flatnonzero(errors < threshold)
+        if len(keep) < max(6, len(inliers) // 2):
             return r1, t1
+        keep = _evenly_spaced(keep, REFINE_MAX_POINTS)
         r2, t2 = cv2.solvePnPRefineLM(obj[keep], img[keep], K, None, r1.copy(), t1.copy())
     except cv2.error:
         return rvec, tvec
