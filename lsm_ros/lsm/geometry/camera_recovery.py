@@ -144,6 +144,9 @@ def estimate_focal(
     start, then ``iterations`` re-weightings by 1/residual.
     Returns focal (B,) float32.  Pixels with non-finite points, z <= 0 or zero weight are
     skipped; fewer than ``min_points`` usable pixels raises :class:`CameraRecoveryError`.
+    Robustness: outliers along other pixels' rays are harmless (20 % gives an exact focal),
+    but a point near the camera plane (z -> 0, x/z huge) has unbounded leverage in this L1
+    fit, as in DUSt3R; zero the weights of such unreliable pixels (e.g. by confidence).
     """
     views = list(pts) if isinstance(pts, (list, tuple)) else [pts]
     if len(views) == 0:
@@ -229,7 +232,7 @@ def estimate_relative_pose(
 
     ``pts_in_ref`` (H, W, 3): for each pixel of the queried view, its point in the reference
     view's frame (e.g. pts2_in_1 for view 2).  ``K`` (3, 3): the queried view's intrinsics.
-    Points used: finite, inside ``valid_mask`` (H, W) if given, with ``conf >= min_conf`` if
+    Points used: finite, inside ``valid_mask`` (H, W) if given, with ``conf > min_conf`` if
     both are given; then at most ``max_points`` of them, the most confident (or a fixed-stride
     subset without ``conf``).  Solves ``cv2.solvePnPRansac`` (SQPnP, ``iterations``,
     ``reprojection_error`` px) and returns the queried camera's c2w in the reference frame.
@@ -253,7 +256,7 @@ def estimate_relative_pose(
         conf_t = conf_t.to(torch.float64)
         usable &= torch.isfinite(conf_t)
         if min_conf is not None:
-            usable &= conf_t >= min_conf
+            usable &= conf_t > min_conf
     index = torch.nonzero(usable.flatten()).flatten()
     if index.numel() < min_points:
         raise CameraRecoveryError(
@@ -358,14 +361,14 @@ def _edge_confidence(conf_a: Optional[torch.Tensor], conf_b: Optional[torch.Tens
 
 
 def _focal_weights(conf: Optional[torch.Tensor], by_conf: bool, min_conf: Optional[float]):
-    """(1, H, W) focal weights from a confidence map: conf or 1, zero below ``min_conf``."""
+    """(1, H, W) focal weights from a confidence map: conf or 1, zero at or below ``min_conf``."""
     if conf is None:
         return None
     conf = conf.to(torch.float64)
     finite = torch.isfinite(conf)
     weights = torch.where(finite, conf, 0.0) if by_conf else finite.to(torch.float64)
     if min_conf is not None:
-        weights = torch.where(conf >= min_conf, weights, 0.0)
+        weights = torch.where(conf > min_conf, weights, 0.0)
     return weights.clamp(min=0)[None]
 
 
@@ -396,7 +399,8 @@ def recover_cameras(
 
     Focal: one value shared by both views, Weiszfeld fit on ``pts1_in_1`` and, when given,
     ``pts2_in_2`` (uniform weights as DUSt3R, or confidence weights with
-    ``weight_focal_by_conf``), skipping pixels with confidence below ``min_conf``.
+    ``weight_focal_by_conf``), skipping pixels whose confidence is not above ``min_conf``
+    (the official demo masks PnP points with confidence > 3; default None uses all).
     Pose: PnP of view 2 against ``pts2_in_1``; when ``pts1_in_2`` is also given, PnP of
     view 1 against it too (inverted), and the direction whose prediction has the larger
     product of mean confidences is kept (PairViewer's rule); if one direction fails, the

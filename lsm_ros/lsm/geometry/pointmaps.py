@@ -136,6 +136,7 @@ def depth_to_pointmap(
 
     ``K`` is (B, 3, 3) (or (3, 3), shared).  Without ``c2w`` the points are in each camera's
     own frame; with ``c2w`` (B, 4, 4) (or (4, 4)) they are mapped to the world frame.
+    A depth of 0 (invalid pixel in ScanNet-style maps) yields the camera centre; mask it.
     """
     depth = as_tensor(depth, "depth")
     if depth.ndim != 3:
