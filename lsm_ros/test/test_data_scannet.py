@@ -72,3 +72,9 @@ def test_pair_selection_and_invalid_poses(tmp_path, frames):
         ScanNetStyleDataset(str(tmp_path / "nothing"))
     with pytest.raises(ValueError):
         ScanNetStyleScene(str(root / "sceneA"), label_map={1: 9})
+
+
+def test_nyu40_map_covers_all_classes():
+    from lsm.data.scannet import NYU40_TO_LSM
+    assert sorted(set(NYU40_TO_LSM.values())) == list(range(8))
+    assert 0 not in NYU40_TO_LSM and NYU40_TO_LSM[1] == 0 and NYU40_TO_LSM[5] == 3 and NYU40_TO_LSM[39] == 7

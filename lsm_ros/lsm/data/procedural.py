@@ -958,39 +958,56 @@ def generate_sample(seed: int, size: SizeLike = 128, num_targets: int = 1,
 
 
 def sequence_poses(room: ProceduralRoom, rng: np.random.Generator, n_frames: int,
-                   step: float = 0.04) -> List[np.ndarray]:
-    """Smooth c2w trajectory: an elliptical arc around the room centre, looking inwards.
+                   step: float = 0.04, size: SizeLike = (48, 64), fov_x_deg: float = 65.0) -> List[np.ndarray]:
+    """Smooth c2w trajectory: an elliptical arc inside the room, looking at a fixed interior point.
 
-    Consecutive frames are about ``step`` metres apart (capped at one full loop).
+    Consecutive frames are about ``step`` metres apart (capped at one full loop).  Several
+    candidate arcs are drawn; arcs that leave free space, come within 1 m of the look-at point
+    or turn faster than 8 degrees per frame are rejected, and the remaining one that sees the
+    most furniture (judged from coarse probe renders) is used.
     """
     W, D, _ = room.size
-    best, best_bad = None, None
-    for attempt in range(30):
-        shrink = 0.75 - 0.02 * attempt
-        a, b = shrink * (W / 2 - 0.4), shrink * (D / 2 - 0.4)
+    floor_objs = [o for o in room.objects if o.origin[2] < 0.05]
+    centroid = np.mean([o.origin[:2] for o in floor_objs], 0) if floor_objs else np.array([W / 2, D / 2])
+    K = intrinsics_from_fov(fov_x_deg, size).astype(np.float64)
+    hw = parse_size(size)
+    best, best_score = None, -np.inf
+    for attempt in range(24):
+        shrink = rng.uniform(0.4, 0.85)
+        a, b = max(shrink * (W / 2 - 0.4), 0.2), max(shrink * (D / 2 - 0.4), 0.2)
         cx, cy = W / 2 + rng.uniform(-0.1, 0.1) * W, D / 2 + rng.uniform(-0.1, 0.1) * D
-        a, b = max(a, 0.2), max(b, 0.2)
         perimeter = math.pi * (3 * (a + b) - math.sqrt((3 * a + b) * (a + 3 * b)))
         sweep = min(2 * math.pi, step * max(n_frames - 1, 1) / perimeter * 2 * math.pi)
-        th0 = rng.uniform(0, 2 * math.pi)
-        direction = 1 if rng.random() < 0.5 else -1
-        th = th0 + direction * np.linspace(0, sweep, n_frames)
-        z0, dz = rng.uniform(1.2, 1.5), rng.uniform(0.0, 0.1)
-        look_r = rng.uniform(0.2, 0.6)
-        pitch0 = math.radians(rng.uniform(-25, -10))
+        th = rng.uniform(0, 2 * math.pi) + (1 if rng.random() < 0.5 else -1) * np.linspace(0, sweep, n_frames)
+        z0, dz = rng.uniform(1.1, 1.6), rng.uniform(0.0, 0.1)
+        pitch0 = math.radians(rng.uniform(-28, -12))
         pos = np.stack([cx + a * np.cos(th), cy + b * np.sin(th), z0 + dz * np.sin(3 * th)], 1)
-        bad = sum(not _free(room, p, clearance=0.2) for p in pos)
-        if best_bad is None or bad < best_bad:
-            best, best_bad = (pos, th, cx, cy, look_r, pitch0), bad
-        if bad == 0:
-            break
-    pos, th, cx, cy, look_r, pitch0 = best
-    poses = []
-    for p, t in zip(pos, th):
-        target = np.array([cx - look_r * math.cos(t), cy - look_r * math.sin(t)])
-        yaw = math.atan2(target[1] - p[1], target[0] - p[0])
-        poses.append(look_pose(p, yaw, pitch0 + math.radians(4) * math.sin(2 * t), math.radians(1.5) * math.sin(t)))
-    return poses
+        if rng.random() < 0.5:
+            target = centroid + rng.normal(0, 0.2, 2)
+        else:
+            target = np.array([cx, cy]) + rng.normal(0, 0.3, 2)
+        rel = target - pos[:, :2]
+        if np.min(np.hypot(rel[:, 0], rel[:, 1])) < 1.0:
+            continue
+        yaws = np.unwrap(np.arctan2(rel[:, 1], rel[:, 0]))
+        if n_frames > 1 and np.max(np.abs(np.diff(yaws))) > math.radians(8):
+            continue
+        bad = sum(not _free(room, p, clearance=0.25) for p in pos)
+        poses = [look_pose(p, y, pitch0 + math.radians(4) * math.sin(2 * t), math.radians(1.5) * math.sin(t))
+                 for p, y, t in zip(pos, yaws, th)]
+        quality = []
+        for k in np.linspace(0, n_frames - 1, min(n_frames, 6)).round().astype(int):
+            depth, labels, _, _ = _probe(room, K, poses[k].astype(np.float64), hw)
+            q = _view_quality(depth, labels)
+            quality.append(-0.5 if q is None else q)
+        score = float(np.mean(quality)) - 10.0 * bad
+        if score > best_score:
+            best, best_score = poses, score
+    if best is None:  # every candidate passed too close to its look-at point: rotate in place
+        centre = np.array([W / 2, D / 2, 1.4])
+        best = [look_pose(centre, 2 * math.pi * k / max(n_frames, 1) * min(1.0, step * n_frames / 2), math.radians(-15))
+                for k in range(n_frames)]
+    return best
 
 
 def generate_sequence(seed: int, n_frames: int, size: SizeLike = (480, 640),

@@ -37,6 +37,12 @@ import numpy as np
 
 from .sample import CLASS_NAMES, IGNORE_LABEL, SceneSample, ViewSample, depth_to_mm_png, resize_and_crop
 
+# Convenience map from NYU40 ids (ScanNet ``label-filt`` after its nyu40 mapping) to our 8
+# classes: wall, floor (+ floor mat), ceiling, chair, table (+ desk), sofa, bed; every other
+# NYU40 class becomes ``other``; 0 (unannotated) is ignored.  Our choice, not an official table.
+NYU40_TO_LSM: Dict[int, int] = {i: 7 for i in range(1, 41)}
+NYU40_TO_LSM.update({1: 0, 2: 1, 20: 1, 22: 2, 5: 3, 7: 4, 14: 4, 6: 5, 4: 6})
+
 _ID = re.compile(r"^(\d+)\.(jpg|jpeg|png)$", re.IGNORECASE)
 
 
