@@ -32,7 +32,6 @@ setup(
     maintainer_email="lsm_ros@example.com",
     description="ROS 2 node of the Large Spatial Model (semantic 3D from an unposed image pair)",
     license="Apache-2.0",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             "lsm_node = lsm_ros.node:main",

@@ -109,7 +109,7 @@ def imgmsg_to_rgb(msg) -> np.ndarray:
     """Colour or grey Image -> ``(H, W, 3)`` uint8 RGB (alpha dropped, grey replicated)."""
     if msg.encoding not in COLOR_ENCODINGS:
         raise ImageConversionError(
-            f"cannot convert encoding {msg.encoding!r} to RGB; supported: "
+            f"unsupported image encoding {msg.encoding!r} for an RGB image; supported: "
             f"{', '.join(COLOR_ENCODINGS)}")
     arr = imgmsg_to_array(msg)
     enc = msg.encoding

@@ -1,0 +1,49 @@
+"""launch/lsm.launch.py: compiles everywhere; its arguments are checked where launch_ros is."""
+from __future__ import annotations
+
+import ast
+import importlib.util
+import py_compile
+import re
+
+import pytest
+
+EXPECTED_ARGUMENTS = {"params_file", "namespace", "image_0", "image_1", "device",
+                      "checkpoint"}
+
+
+@pytest.fixture(scope="module")
+def launch_file(package_root):
+    return package_root / "launch" / "lsm.launch.py"
+
+
+def test_launch_file_byte_compiles(launch_file, tmp_path):
+    py_compile.compile(str(launch_file), cfile=str(tmp_path / "lsm.launch.pyc"), doraise=True)
+
+
+def test_launch_file_declares_and_uses_the_expected_arguments(launch_file):
+    tree = ast.parse(launch_file.read_text())
+    table = next(n.value for n in tree.body if isinstance(n, ast.Assign)
+                 and getattr(n.targets[0], "id", "") == "LAUNCH_ARGUMENTS")
+    declared = {k.value for k in table.keys}
+    assert declared == EXPECTED_ARGUMENTS
+    used = set(re.findall(r'LaunchConfiguration\("(\w+)"\)', launch_file.read_text()))
+    assert used == EXPECTED_ARGUMENTS
+
+
+def test_launch_file_starts_the_console_script_of_this_package(launch_file, package_root):
+    text = launch_file.read_text()
+    assert 'package="lsm_ros"' in text and 'executable="lsm_node"' in text
+    assert 'name="lsm_node"' in text  # matches the `/**/lsm_node` key of config/lsm.yaml
+    assert '"lsm_node = lsm_ros.node:main"' in (package_root / "setup.py").read_text()
+
+
+def test_launch_description_with_launch_ros(launch_file):
+    pytest.importorskip("launch_ros")
+    pytest.importorskip("launch")
+    spec = importlib.util.spec_from_file_location("lsm_launch", launch_file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    description = module.generate_launch_description()
+    names = {a.name for a in description.get_launch_arguments()}
+    assert names == EXPECTED_ARGUMENTS

