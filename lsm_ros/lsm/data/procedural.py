@@ -542,6 +542,57 @@ def _slab(o, inv, lo, hi):
     return tn, tf, axis
 
 
+def _shadow_regions(room: ProceduralRoom, light: np.ndarray) -> List[Optional[tuple]]:
+    """Per object, a bound ``(xmin, ymin, xmax, ymax, ztop)`` of the world points it can shadow
+    from a point light above it (None: no bound, test everything).  The shadow volume below the
+    object top lies inside the xy box spanning the object and its projection onto the floor."""
+    regions: List[Optional[tuple]] = []
+    for obj in room.objects:
+        lo, hi = obj.lo.astype(np.float64), obj.hi.astype(np.float64)
+        corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+        world = corners @ _rot_z(obj.yaw).T.astype(np.float64) + obj.origin
+        if light[2] <= world[:, 2].max() + 1e-3:
+            regions.append(None)
+            continue
+        s = light[2] / (light[2] - world[:, 2])  # scale taking each corner to z = 0 along the light ray
+        proj = light[:2] + (world[:, :2] - light[:2]) * s[:, None]
+        xy = np.concatenate([world[:, :2], proj])
+        regions.append((xy[:, 0].min(), xy[:, 1].min(), xy[:, 0].max(), xy[:, 1].max(), world[:, 2].max()))
+    return regions
+
+
+def _occluded(room: ProceduralRoom, p: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """bool (N,): is the segment from each point ``p`` (N, 3) to ``target`` (3,) blocked by furniture?"""
+    n = p.shape[0]
+    blocked = np.zeros(n, bool)
+    px, py, pz = p[:, 0], p[:, 1], p[:, 2]
+    for obj, region in zip(room.objects, _shadow_regions(room, target)):
+        # Cheap culling: only points inside the object's shadow volume bound can be blocked.
+        if region is None:
+            cand = np.arange(n)
+        else:
+            x0, y0, x1, y1, ztop = region
+            cand = np.nonzero((pz < ztop) & (px > x0) & (px < x1) & (py > y0) & (py < y1) & ~blocked)[0]
+        if cand.size == 0:
+            continue
+        R = _rot_z(obj.yaw)
+        o_l = ((p[cand] - obj.origin) @ R).astype(np.float32)
+        d_l = ((target - p[cand]) @ R).astype(np.float32)  # segment parameter t in (0, 1)
+        inv_l = _safe_inv(d_l)
+        oc = (o_l[:, 0], o_l[:, 1], o_l[:, 2])
+        ic = (inv_l[:, 0], inv_l[:, 1], inv_l[:, 2])
+        tn, tf, _ = _slab(oc, ic, obj.lo, obj.hi)
+        sub = np.nonzero((tn <= tf) & (tf > 1e-4) & (tn < 1.0))[0]
+        idx = cand[sub]
+        if idx.size == 0:
+            continue
+        tn, tf, _ = _slab(tuple(c[sub][:, None] for c in oc), tuple(c[sub][:, None] for c in ic),
+                          obj.part_lo.T, obj.part_hi.T)
+        hit = ((tn <= tf) & (tf > 1e-4) & (tn < 1.0)).any(1)
+        blocked[idx[hit]] = True
+    return blocked
+
+
 def _trace(room: ProceduralRoom, o: np.ndarray, d: np.ndarray) -> _Hits:
     """First hits of rays ``o + t d`` (o: (3,), d: (N, 3)) against the room and its objects."""
     n = d.shape[0]
@@ -668,6 +719,11 @@ def _shade(room: ProceduralRoom, hits: _Hits, o: np.ndarray, d: np.ndarray) -> n
     dist = np.sqrt(dist2)
     lam = np.maximum((n[:, 0] * tx + n[:, 1] * ty + n[:, 2] * tz) / np.maximum(dist, 1e-6), 0)
     diffuse = 0.75 * lam / (1.0 + 0.06 * dist2)
+    lit = np.nonzero(lam > 0)[0]
+    if lit.size and room.objects:
+        start = p[lit] + 2e-3 * n[lit]  # leave the surface before testing
+        shadow = _occluded(room, start, room.light_pos.astype(np.float32))
+        diffuse[lit[shadow]] *= 0.3
     sdx, sdy, sdz = (np.float32(c) for c in room.sun_dir)
     sun = 0.25 * np.maximum(-(n[:, 0] * sdx + n[:, 1] * sdy + n[:, 2] * sdz), 0)
     light = room.ambient + 0.08 * (n[:, 2] + 1.0) + diffuse + sun
