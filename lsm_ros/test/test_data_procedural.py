@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from lsm.data.procedural import (
-    CHAIR, FLOOR, WALL, ProceduralRoom, RoomObject, _Materials, generate_room, generate_sample,
+    _occluded, CHAIR, FLOOR, WALL, ProceduralRoom, RoomObject, _Materials, generate_room, generate_sample,
     generate_sequence, intrinsics_from_fov, look_pose, render_view,
 )
 from lsm.data.sample import CLASS_NAMES
@@ -186,3 +186,31 @@ def test_bad_inputs_raise():
         generate_sample(0, 16, num_targets=-1)
     with pytest.raises(ValueError):
         intrinsics_from_fov(190, 16)
+
+
+def test_appearance_is_view_consistent():
+    """Lambertian shading + surface-attached textures: a point has the same colour in both views."""
+    s = generate_sample(31, 96)
+    a, b = s.context
+    world = unproject(a.depth, a.K, a.c2w)
+    ui, vi, z, inside = project(world, b.K, b.c2w, b.depth.shape)
+    db = np.zeros_like(z)
+    db[inside] = b.depth[vi[inside], ui[inside]]
+    ok = inside & (np.abs(db - z) < 0.01 * z)
+    assert ok.mean() > 0.3
+    ca = a.image.reshape(-1, 3)[ok].astype(int)
+    cb = b.image[vi[ok], ui[ok]].astype(int)
+    assert np.median(np.abs(ca - cb)) <= 12
+    # Shuffled correspondences differ much more: the texture carries information.
+    rng = np.random.default_rng(0)
+    assert np.median(np.abs(ca - cb[rng.permutation(len(cb))])) > np.median(np.abs(ca - cb)) + 5
+
+
+def test_furniture_casts_shadows():
+    room = generate_room(3)
+    table = next((o for o in room.objects if o.height > 0.3 and o.origin[2] < 0.05), None)
+    assert table is not None
+    below = np.array([[table.origin[0], table.origin[1], 0.01]], np.float32)
+    assert _occluded(room, below, np.array([table.origin[0], table.origin[1], room.size[2] - 0.1], np.float32))[0]
+    light_at_floor_corner = np.array([0.05, 0.05, 0.02], np.float32)
+    assert not _occluded(room, np.array([[0.06, 0.06, 0.01]], np.float32), light_at_floor_corner)[0]
