@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from lsm.config import SemanticConfig, paper, tiny
-from lsm.model.lseg import LSegFeatureExtractor, extract_lseg_state_dict
+from lsm.model.lseg import LSegFeatureExtractor, extract_lseg_state_dict, load_lseg_checkpoint
 from lsm.model.semantic_extractor import LearnedSemanticExtractor, build_semantic_extractor
 from lsm.semantics.labels import label_map
 from lsm.semantics.text_encoder import ClipTextEncoder
@@ -191,3 +191,12 @@ def test_learned_extractor_distils_a_teacher_label_layout():
     acc = (ids == gt).float().mean()
     assert acc > 0.95 and acc > acc0
     assert math.isfinite(loss.item()) and loss.item() < 0.2
+
+
+def test_load_lseg_checkpoint_reports_missing_and_corrupt_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        load_lseg_checkpoint(tmp_path / "demo_e200.ckpt")
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"\x00garbage")
+    with pytest.raises(ValueError, match="could not read LSeg weights"):
+        load_lseg_checkpoint(bad)

@@ -1,4 +1,7 @@
 """Text encoders: label validation, offline MiniLM embeddings, CLIP text tower from local weights."""
+import argparse
+import copy
+
 import pytest
 import torch
 
@@ -120,7 +123,8 @@ def test_clip_from_weights_reproduces_source_model(random_clip, tmp_path, layout
         obj["context_length"] = torch.tensor(77)  # OpenAI JIT archives carry these extras
     elif layout == "lsm_checkpoint":
         obj = {"model": {**_text_state_dict(random_clip, "lseg_feature_extractor.clip_pretrained."),
-                         "gaussian_head.gaussian_proj.weight": torch.zeros(120, 64)}, "epoch": 3}
+                         "gaussian_head.gaussian_proj.weight": torch.zeros(120, 64)}, "epoch": 3,
+               "args": argparse.Namespace(model="LSM_Dust3R(config=dict())", lr=1e-4)}
     else:
         obj = {"state_dict": _text_state_dict(random_clip, "net.clip_pretrained.")}
     path = tmp_path / "clip.pt"
@@ -131,6 +135,22 @@ def test_clip_from_weights_reproduces_source_model(random_clip, tmp_path, layout
     cos = (loaded.encode(labels) * ref.encode(labels)).sum(-1)
     assert (cos > 0.999).all()  # equal up to the fp16 storage
     assert build_text_encoder("clip", weights_path=path).dim == 512
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::torch.jit.TracerWarning")
+def test_clip_from_openai_torchscript_archive(random_clip, tmp_path):
+    """OpenAI distributes ViT-B-32.pt as an fp16 TorchScript archive; its weights load too."""
+    text_only = copy.deepcopy(random_clip).half()
+    text_only.visual = torch.nn.Identity()
+    tokens = ClipTextEncoder(random_clip).tokenizer(["chair"])
+    traced = torch.jit.trace_module(text_only, {"encode_text": tokens}, check_trace=False)
+    path = tmp_path / "ViT-B-32.pt"
+    traced.save(str(path))
+    del traced, text_only
+    loaded = ClipTextEncoder.from_weights(path)
+    labels = list(DEFAULT_LABELS)
+    cos = (loaded.encode(labels) * ClipTextEncoder(random_clip).encode(labels)).sum(-1)
+    assert (cos > 0.999).all()
 
 
 def test_clip_from_weights_errors(tmp_path, random_clip):

@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lsm.semantics.text_encoder import build_openai_clip_vit_b32
+from lsm.semantics.text_encoder import build_openai_clip_vit_b32, load_checkpoint_file
 
 VIT_HOOKS = (5, 11, 17, 23)  # ViT-L block outputs tapped by the DPT decoder
 VIT_DIM = 1024
@@ -242,7 +242,7 @@ def load_lseg_checkpoint(path: Union[str, Path], half_res: bool = True) -> LSegF
     if not path.is_file():
         raise FileNotFoundError(f"LSeg checkpoint not found: {path}")
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        obj = load_checkpoint_file(path)
     except Exception as e:
         raise ValueError(f"could not read LSeg weights from {path}: {type(e).__name__}: {e}") from e
     for key in ("state_dict", "model"):

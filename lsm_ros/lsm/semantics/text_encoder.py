@@ -12,11 +12,13 @@ of per-label embeddings (labels are validated with :func:`validate_label`).
 from __future__ import annotations
 
 import abc
+import argparse
 import os
+import warnings
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -175,6 +177,20 @@ def build_openai_clip_vit_b32() -> nn.Module:
         logger.setLevel(level)
 
 
+def load_checkpoint_file(path: Union[str, Path]):
+    """``torch.load`` with ``weights_only=True`` (no arbitrary code), also allowing the
+    ``argparse.Namespace`` that DUSt3R/LSM checkpoints store under ``args``."""
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+
+
+def _is_torchscript_archive(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        return any(n.endswith("constants.pkl") for n in z.namelist())
+
+
 def _read_clip_state_dict(path: Path) -> Dict[str, torch.Tensor]:
     """Read a CLIP ViT-B/32 state dict from a local file.
 
@@ -190,17 +206,12 @@ def _read_clip_state_dict(path: Path) -> Dict[str, torch.Tensor]:
             from safetensors.torch import load_file
 
             obj = load_file(str(path))
-        else:
-            try:
-                obj = torch.load(str(path), map_location="cpu", weights_only=True)
-            except Exception as load_err:
-                is_jit = False
-                if zipfile.is_zipfile(path):
-                    with zipfile.ZipFile(path) as z:
-                        is_jit = any(n.endswith("constants.pkl") for n in z.namelist())
-                if not is_jit:
-                    raise load_err
+        elif _is_torchscript_archive(path):  # OpenAI's own ViT-B-32.pt
+            with warnings.catch_warnings():  # "torch.jit.load is deprecated": still the format
+                warnings.simplefilter("ignore", FutureWarning)
                 obj = torch.jit.load(str(path), map_location="cpu").state_dict()
+        else:
+            obj = load_checkpoint_file(path)
     except FileNotFoundError:
         raise
     except Exception as e:
