@@ -404,7 +404,7 @@ def generate_room(seed: int) -> ProceduralRoom:
     kinds += ["table"] * n_tables
     while len(kinds) < n_target:
         kinds.append(str(rng.choice(["cabinet", "shelf", "boxes", "lamp", "chair", "picture", "coffee_table"],
-                                    p=[0.2, 0.15, 0.15, 0.1, 0.2, 0.1, 0.1])))
+                                    p=[0.15, 0.12, 0.12, 0.08, 0.33, 0.08, 0.12])))
     kinds = kinds[:n_target]
     order = {"bed": 0, "sofa": 1, "cabinet": 2, "shelf": 2, "table": 3, "coffee_table": 4,
              "chair": 5, "lamp": 6, "boxes": 6, "picture": 7}
@@ -902,7 +902,8 @@ def _overlap(depth1, K1, c2w1, K2, c2w2, size2) -> float:
 def _focus_point(room: ProceduralRoom, rng) -> np.ndarray:
     floor_objs = [o for o in room.objects if o.origin[2] < 0.05]
     if floor_objs and rng.random() < 0.9:
-        obj = floor_objs[int(rng.integers(len(floor_objs)))]
+        w = np.array([1.0 if o.label == OTHER else 2.0 for o in floor_objs])  # favour the named classes
+        obj = floor_objs[int(rng.choice(len(floor_objs), p=w / w.sum()))]
         z = float(np.clip(obj.height * rng.uniform(0.3, 0.7), 0.2, 1.2))
         return np.array([obj.origin[0], obj.origin[1], z]) + np.r_[rng.normal(0, 0.15, 2), 0.0]
     return np.array([rng.uniform(0.3, 0.7) * room.size[0], rng.uniform(0.3, 0.7) * room.size[1], rng.uniform(0.3, 1.0)])
