@@ -28,8 +28,15 @@ pick_python() {
 
 if [ ! -x "$VENV/bin/python" ]; then
   PY="$(pick_python)"
-  log "creating $VENV with $($PY --version)"
-  "$PY" -m venv "$VENV"
+  if "$PY" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+    # A GPU machine whose Python already has a working CUDA torch: let the venv see it
+    # (step 1 below then keeps it) instead of installing another torch.
+    log "creating $VENV with $($PY --version) and --system-site-packages (CUDA torch found)"
+    "$PY" -m venv --system-site-packages "$VENV"
+  else
+    log "creating $VENV with $($PY --version)"
+    "$PY" -m venv "$VENV"
+  fi
 fi
 # colcon must not crawl into the venv (it holds package.xml files of the ROS wheels).
 touch "$VENV/COLCON_IGNORE"
