@@ -11,7 +11,7 @@ the numpy code below does the work.  Both go through the same checks first.
 from __future__ import annotations
 
 import sys
-from typing import Dict, Optional, Tuple
+from typing import Dict, Tuple
 
 import numpy as np
 
