@@ -848,18 +848,18 @@ def look_pose(position: Sequence[float], yaw: float, pitch: float, roll: float =
 
 
 def _free(room: ProceduralRoom, pos: np.ndarray, clearance: float = 0.3) -> bool:
-    """Camera position inside the room (with margin) and away from furniture near its height."""
+    """Camera position inside the room (with margin), ``clearance`` away from furniture near its
+    height and never above furniture (people and robots stand on free floor)."""
     if np.any(pos[:2] < 0.3) or np.any(pos[:2] > room.size[:2] - 0.3) or not 0.3 < pos[2] < room.size[2] - 0.3:
         return False
     for obj in room.objects:
         if obj.origin[2] > 0.05:
             continue
-        if obj.height + 0.35 < pos[2]:
-            continue
+        need = clearance if obj.height + 0.35 >= pos[2] else 0.05
         R = _rot_z(obj.yaw)[:2, :2].astype(np.float64)
         q = (pos[:2] - obj.origin[:2]) @ R
         dd = np.maximum(np.maximum(obj.lo[:2] - q, q - obj.hi[:2]), 0)
-        if np.hypot(*dd) < clearance:
+        if np.hypot(*dd) < need:
             return False
     return True
 
@@ -915,18 +915,22 @@ def _angles_towards(pos: np.ndarray, target: np.ndarray) -> Tuple[float, float]:
 
 
 def sample_view_triplet(room: ProceduralRoom, rng: np.random.Generator, size: SizeLike,
-                        num_targets: int = 1, max_tries: int = 40):
+                        num_targets: int = 1, max_tries: int = 60):
     """Cameras for two overlapping context views and ``num_targets`` targets near them.
 
     Returns ``(K, [c2w_context1, c2w_context2, c2w_target...], info)`` with one shared K.
     """
     h, w = parse_size(size)
     K = intrinsics_from_fov(float(rng.uniform(55, 75)), (h, w)).astype(np.float64)
-    best, best_score = None, -1.0
-    for _ in range(max_tries):
+    best, best_score = None, -np.inf
+    for attempt in range(max_tries):
         focus = _focus_point(room, rng)
-        ang, dist = rng.uniform(0, 2 * math.pi), rng.uniform(1.2, 3.2)
-        pos1 = np.array([focus[0] + dist * math.cos(ang), focus[1] + dist * math.sin(ang), rng.uniform(0.8, 1.8)])
+        if attempt % 3 == 2:  # every third try: anywhere on the floor (crowded rooms)
+            pos1 = np.array([rng.uniform(0.3, room.size[0] - 0.3), rng.uniform(0.3, room.size[1] - 0.3),
+                             rng.uniform(0.8, 1.8)])
+        else:
+            ang, dist = rng.uniform(0, 2 * math.pi), rng.uniform(1.2, 3.2)
+            pos1 = np.array([focus[0] + dist * math.cos(ang), focus[1] + dist * math.sin(ang), rng.uniform(0.8, 1.8)])
         if not _free(room, pos1):
             continue
         yaw1, pitch1 = _angles_towards(pos1, focus)
@@ -950,20 +954,15 @@ def sample_view_triplet(room: ProceduralRoom, rng: np.random.Generator, size: Si
         roll2 = math.radians(rng.uniform(-3, 3))
         c2 = look_pose(pos2, yaw2, pitch2, roll2).astype(np.float64)
         d1, l1, Kp, psize = _probe(room, K, c1, (h, w))
-        q1 = _view_quality(d1, l1)
-        if q1 is None:
-            continue
         d2, l2, _, _ = _probe(room, K, c2, (h, w))
-        q2 = _view_quality(d2, l2)
-        if q2 is None:
-            continue
+        q1, q2 = _view_quality(d1, l1), _view_quality(d2, l2)
         ov = _overlap(d1, Kp, c1, Kp, c2, psize)
-        if ov < 0.5:
-            continue
-        score = min(q1, q2) + 0.2 * ov
+        good = q1 is not None and q2 is not None and ov >= 0.5
+        # Usable views rank above unusable ones; among them, more furniture and more overlap win.
+        score = (min(q1, q2) if good else -1.0 - (q1 is None) - (q2 is None) - max(0.0, 0.5 - ov)) + 0.2 * ov
         if score > best_score:
             best, best_score = (pos1, yaw1, pitch1, roll1, pos2, yaw2, pitch2, roll2, c1, c2, ov), score
-        if min(q1, q2) >= 0.1:
+        if good and min(q1, q2) >= 0.1:
             break
     if best is None:
         # Fallback: stand in the room centre looking along its longest axis (always valid geometry).
