@@ -14,6 +14,7 @@ from __future__ import annotations
 import abc
 import argparse
 import os
+import threading
 import warnings
 import zipfile
 from collections import OrderedDict
@@ -67,6 +68,7 @@ class TextEncoder(abc.ABC):
         self.prompt_template = prompt_template
         self.cache_size = int(cache_size)
         self._cache: "OrderedDict[str, torch.Tensor]" = OrderedDict()
+        self._lock = threading.Lock()  # encode() may be called from several ROS callbacks
 
     @abc.abstractmethod
     def _encode_texts(self, texts: List[str]) -> torch.Tensor:
@@ -85,6 +87,10 @@ class TextEncoder(abc.ABC):
         labels = [validate_label(x) for x in labels]
         if not labels:
             raise ValueError("no labels given")
+        with self._lock:
+            return self._encode_cached(labels)
+
+    def _encode_cached(self, labels: List[str]) -> torch.Tensor:
         missing = list(dict.fromkeys(x for x in labels if x not in self._cache))
         if missing:
             with torch.no_grad():
@@ -102,7 +108,8 @@ class TextEncoder(abc.ABC):
         return out.clone()
 
     def clear_cache(self) -> None:
-        self._cache.clear()
+        with self._lock:
+            self._cache.clear()
 
 
 # ----------------------------------------------------------------------------- MiniLM
@@ -221,7 +228,7 @@ def _read_clip_state_dict(path: Path) -> Dict[str, torch.Tensor]:
             obj = obj[key]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ValueError(f"{path} does not contain a tensor state dict")
-    # Keep only the CLIP part: strip the longest known prefix that yields CLIP names.
+    # LSM/LSeg checkpoints: keep only the keys under their CLIP prefix; else strip 'module.'.
     out: Dict[str, torch.Tensor] = {}
     has_clip_prefix = any(k.startswith(p) for k in obj for p in _CLIP_PREFIXES[:3])
     for k, v in obj.items():
