@@ -50,3 +50,21 @@ def test_folder_dataset_and_collate_errors(tmp_path):
         collate([])
     with pytest.raises(ValueError):
         FolderDataset(str(tmp_path / "missing"))
+
+
+def test_batches_unproject_with_lsm_geometry_conventions():
+    """Collated depth/K/c2w + lsm.geometry pointmaps put floor pixels on z = 0 and walls inside the room."""
+    from lsm.geometry.pointmaps import depth_to_pointmap
+
+    ds = ProceduralDataset(2, seed=5, size=(32, 40))
+    batch = collate([ds[0], ds[1]])
+    for b in range(2):
+        room = np.array(batch["meta"][b]["room_size"])
+        for v in range(3):
+            pts = depth_to_pointmap(batch["depth"][b, v][None], batch["K"][b, v], batch["c2w"][b, v])[0]
+            floor = batch["labels"][b, v] == 1
+            assert floor.sum() > 20
+            assert float(pts[floor][:, 2].abs().max()) < 2e-3
+            wall = batch["labels"][b, v] == 0
+            inside = (pts[wall] > -2e-3).all(1) & (pts[wall] < torch.tensor(room, dtype=torch.float32) + 2e-3).all(1)
+            assert bool(inside.all())
