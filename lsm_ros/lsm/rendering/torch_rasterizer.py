@@ -28,12 +28,13 @@ cutoff typically << pixels x Gaussians per pixel), plus the (H, W, channels) out
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Tuple
 
 import torch
 from torch import Tensor
 
-from .projection import ALPHA_THRESHOLD
+from .projection import ALPHA_THRESHOLD, MAX_EXTENT_SIGMA
 
 ALPHA_MAX = 0.99  # 3DGS clamp (gsplat's CUDA kernel uses 0.999)
 TRANSMITTANCE_MIN = 1e-4
@@ -135,28 +136,42 @@ def build_pairs(
         if gvis.numel() == 0:
             continue
         gy0 = gy0.clamp_min(ya)
-        counts = (gy1.clamp_max(yb) - gy0) * gbw
-        total = int(counts.sum())
+        rows = (gy1.clamp_max(yb) - gy0).clamp_min(0)
+        num_rows = int(rows.sum())
+        if num_rows == 0:
+            continue
+        # Level 1: one entry per (Gaussian, image row) with the exact x-span of the ellipse
+        # sigma <= level = ln(255 o) (alpha >= 1/255), widened by 1e-3 px against rounding.
+        row_g = torch.repeat_interleave(torch.arange(gvis.numel(), device=device), rows)
+        row_y = gy0.index_select(0, row_g) + (
+            torch.arange(num_rows, device=device) - (torch.cumsum(rows, 0) - rows).index_select(0, row_g)
+        )
+        level = torch.log(gop / ALPHA_THRESHOLD).clamp(0.0, 0.5 * MAX_EXTENT_SIGMA**2)
+        ca, cb, cc = (gcon[:, i].contiguous().index_select(0, row_g) for i in range(3))
+        mx = gm[:, 0].contiguous().index_select(0, row_g)
+        dy = row_y.to(dtype) + 0.5 - gm[:, 1].contiguous().index_select(0, row_g)
+        disc = (cb * dy) ** 2 - ca * (cc * dy * dy - 2.0 * level.index_select(0, row_g))
+        half = torch.sqrt(disc.clamp_min(0.0)) / ca
+        centre = mx - cb * dy / ca - 0.5  # x index whose centre is the span centre
+        ix0 = torch.ceil(centre - half - 1e-3).clamp(0, width).long()
+        ix1 = (torch.floor(centre + half + 1e-3) + 1).clamp(0, width).long()
+        span = torch.where(disc >= 0, (ix1 - ix0).clamp_min(0), torch.zeros_like(ix0))
+        total = int(span.sum())
         if total == 0:
             continue
-        local = torch.repeat_interleave(torch.arange(gvis.numel(), device=device), counts)
-        # Per-Gaussian values gathered per pair (1-D gathers are much faster than row gathers).
-        def per_pair(t: Tensor) -> Tensor:
-            return t.index_select(0, local)
-
-        box_w = per_pair(gbw)
-        within = torch.arange(total, device=device) - per_pair(torch.cumsum(counts, 0) - counts)
-        row = torch.div(within, box_w, rounding_mode="floor")
-        px = per_pair(gx0) + within - row * box_w
-        py = per_pair(gy0) + row
-        dx = px.to(dtype) + (0.5 - per_pair(gm[:, 0].contiguous()))
-        dy = py.to(dtype) + (0.5 - per_pair(gm[:, 1].contiguous()))
-        sigma = (0.5 * per_pair(gcon[:, 0].contiguous())) * dx * dx + (0.5 * per_pair(gcon[:, 2].contiguous())) * dy * dy \
-            + per_pair(gcon[:, 1].contiguous()) * dx * dy
-        alpha_raw = per_pair(gop) * torch.exp(-sigma)
+        # Level 2: one candidate per pixel of each span; per-row constants make sigma a
+        # quadratic in dx: sigma = (0.5 a dx + b dy) dx + 0.5 c dy^2.
+        entry = torch.repeat_interleave(torch.arange(num_rows, device=device), span)
+        step = torch.arange(total, device=device) - (torch.cumsum(span, 0) - span).index_select(0, entry)
+        pix_base = row_y * width + ix0
+        dx = step.to(dtype) + (ix0.to(dtype) + 0.5 - mx).index_select(0, entry)
+        sigma = (0.5 * ca.index_select(0, entry) * dx + (cb * dy).index_select(0, entry)) * dx \
+            + (0.5 * cc * dy * dy).index_select(0, entry)
+        alpha_raw = gop.index_select(0, row_g).index_select(0, entry) * torch.exp(-sigma)
         ok = torch.nonzero((sigma >= 0) & (alpha_raw >= ALPHA_THRESHOLD)).squeeze(1)
-        pix = (py * width + px).to(torch.int32).index_select(0, ok)
-        local = local.index_select(0, ok)
+        entry = entry.index_select(0, ok)
+        pix = (pix_base.index_select(0, entry) + step.index_select(0, ok)).to(torch.int32)
+        local = row_g.index_select(0, entry)
         alpha_raw = alpha_raw.index_select(0, ok)
         pix, order = torch.sort(pix, stable=True)  # front-to-back order survives inside a pixel
         local = local.index_select(0, order)
@@ -177,9 +192,24 @@ def build_pairs(
     return tuple(torch.cat(parts) for parts in zip(*out))
 
 
+def _csr(crow: Tensor, cols: Tensor, values: Tensor, shape: Tuple[int, int]) -> Tensor:
+    with warnings.catch_warnings():  # "sparse CSR support is in beta" is noise here
+        warnings.simplefilter("ignore")
+        return torch.sparse_csr_tensor(crow, cols, values, size=shape)
+
+
+def _row_pointers(sorted_rows: Tensor, num_rows: int) -> Tensor:
+    crow = torch.zeros(num_rows + 1, dtype=torch.long, device=sorted_rows.device)
+    crow[1:] = torch.cumsum(torch.bincount(sorted_rows, minlength=num_rows), 0)
+    return crow
+
+
 class _CompositePairs(torch.autograd.Function):
     """out[p] = sum_i w_i c[g_i],  alpha[p] = sum_i w_i over the sorted pairs of pixel p.
 
+    The pair weights form a sparse (pixels x Gaussians) CSR matrix W (rows = pixels,
+    already sorted), so the channel work is sparse-dense products: out = W c,
+    dL/dc = W^T dL/dout and <dL/dout_p, c_i> is a sampled dense-dense product (SDDMM).
     ``alpha_raw`` and ``trans`` come from :func:`build_pairs` (no grad); gradients flow to
     means2d, conics, opacities and channels through the analytic 3DGS backward.
     """
@@ -187,34 +217,36 @@ class _CompositePairs(torch.autograd.Function):
     @staticmethod
     def forward(ctx, means2d, conics, opacities, channels, gauss_ids, pix_ids, alpha_raw, trans, width,
                 num_pixels, chunk_pairs):
-        weights = alpha_raw.clamp_max(ALPHA_MAX) * trans
-        out = torch.zeros(num_pixels, channels.shape[1], dtype=channels.dtype, device=channels.device)
-        for s in range(0, gauss_ids.numel(), chunk_pairs):
-            e = s + chunk_pairs
-            out.index_add_(0, pix_ids[s:e], channels.index_select(0, gauss_ids[s:e]) * weights[s:e, None])
+        weights = (alpha_raw.clamp_max(ALPHA_MAX) * trans).to(channels.dtype)
+        crow = _row_pointers(pix_ids, num_pixels)
+        out = _csr(crow, gauss_ids, weights, (num_pixels, channels.shape[0])) @ channels
         alpha_img = torch.zeros(num_pixels, dtype=channels.dtype, device=channels.device)
-        alpha_img.index_add_(0, pix_ids, weights.to(channels.dtype))
-        ctx.save_for_backward(means2d, conics, opacities, channels, gauss_ids, pix_ids, alpha_raw, trans)
-        ctx.width, ctx.chunk_pairs = width, chunk_pairs
+        alpha_img.index_add_(0, pix_ids, weights)
+        ctx.save_for_backward(means2d, conics, opacities, channels, gauss_ids, pix_ids, alpha_raw, trans, crow)
+        ctx.width = width
         return out, alpha_img
 
     @staticmethod
     def backward(ctx, grad_out, grad_alpha_img):
-        means2d, conics, opacities, channels, gid, pix, alpha_raw, trans = ctx.saved_tensors
+        means2d, conics, opacities, channels, gid, pix, alpha_raw, trans, crow = ctx.saved_tensors
         if gid.numel() == 0:
             zeros = (torch.zeros_like(means2d), torch.zeros_like(conics), torch.zeros_like(opacities))
             return zeros + (torch.zeros_like(channels),) + (None,) * 7
-        chunk = ctx.chunk_pairs
+        num_pixels, num_gauss = grad_out.shape[0], channels.shape[0]
+        grad_out = grad_out.contiguous()
         alpha = alpha_raw.clamp_max(ALPHA_MAX)
         weights = alpha * trans
         # s_i = <dL/dout_p, c_i> + dL/dalpha_p  (alpha image = compositing of the constant 1)
-        score = grad_alpha_img.index_select(0, pix).to(alpha.dtype)
-        grad_channels = torch.zeros_like(channels)
-        for s in range(0, gid.numel(), chunk):
-            e = s + chunk
-            g_out = grad_out.index_select(0, pix[s:e])
-            score[s:e] += (g_out * channels.index_select(0, gid[s:e])).sum(-1).to(alpha.dtype)
-            grad_channels.index_add_(0, gid[s:e], g_out * weights[s:e, None].to(g_out.dtype))
+        base = grad_alpha_img.index_select(0, pix).to(channels.dtype)
+        score = torch.sparse.sampled_addmm(
+            _csr(crow, gid, base, (num_pixels, num_gauss)), grad_out, channels.t()
+        ).values().to(alpha.dtype)
+        # dL/dc = W^T dL/dout with W^T as CSR (pairs re-sorted by Gaussian)
+        order = torch.sort(gid.to(torch.int32), stable=True)[1]
+        gid_sorted = gid.index_select(0, order)
+        w_t = _csr(_row_pointers(gid_sorted, num_gauss), pix.index_select(0, order),
+                   weights.index_select(0, order).to(channels.dtype), (num_gauss, num_pixels))
+        grad_channels = w_t @ grad_out
         # d out_p / d alpha_i = T_i s_i - (sum_{k>i} w_k s_k) / (1 - alpha_i)
         seg_id, start_idx = _segment_starts(pix)
         cs = torch.cumsum((weights * score).double(), 0)
