@@ -65,6 +65,7 @@ def test_analytic_backward_matches_finite_differences():
 
 def test_gradients_reach_every_input():
     scene, Ks, views = _scene(40, 3)
+    scene["means"][:3, 2] = torch.tensor([0.0, -1.0, 1e-4])  # on, behind and at the camera plane
     params = {k: v.clone().requires_grad_(True) for k, v in scene.items()}
     out = render(params["means"], params["quats"], params["scales"], params["opacities"], params["colors"],
                  Ks, views, W, H, features=params["features"], backend="torch")

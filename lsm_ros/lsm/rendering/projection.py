@@ -67,7 +67,8 @@ def project_gaussians(
     x, y, z = means_c.unbind(-1)
     fx, fy = Ks[:, 0, 0, None], Ks[:, 1, 1, None]
     cx, cy = Ks[:, 0, 2, None], Ks[:, 1, 2, None]
-    z_safe = torch.where(z.abs() > 1e-6, z, torch.full_like(z, 1e-6))
+    # Culled Gaussians (z <= near) are projected as if at z = 1 so they stay finite (no NaN grads).
+    z_safe = torch.where(z > near, z, torch.ones_like(z))
 
     # Clamp the direction used in the Jacobian to 1.3x the frustum (3DGS / gsplat).
     tan_fovx, tan_fovy = 0.5 * width / fx, 0.5 * height / fy

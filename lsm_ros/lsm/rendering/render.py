@@ -187,7 +187,7 @@ def render(
     background: Optional[Tensor] = None,
     backend: str = "auto",
     sh_degree: Optional[int] = None,
-    max_pairs: int = 1 << 21,
+    max_pairs: int = 1 << 20,
     chunk_pairs: int = 1 << 16,
 ) -> RenderOutput:
     """Render N 3-D Gaussians into C pinhole cameras (see the module docstring for conventions).

@@ -41,21 +41,16 @@ TRANSMITTANCE_MIN = 1e-4
 _LOG_T_MIN = math.log(TRANSMITTANCE_MIN)
 
 
-def _segment_starts(pix: Tensor) -> Tuple[Tensor, Tensor]:
-    """For pixel ids sorted ascending: (segment id per pair, first index per segment)."""
-    is_start = torch.ones_like(pix, dtype=torch.bool)
-    if pix.numel() > 1:
-        is_start[1:] = pix[1:] != pix[:-1]
-    seg_id = torch.cumsum(is_start, 0) - 1
-    start_idx = torch.nonzero(is_start).squeeze(1)
-    return seg_id, start_idx
-
-
-def _exclusive_segment_cumsum(values: Tensor, seg_id: Tensor, start_idx: Tensor) -> Tensor:
-    """Sum of the earlier values of the same segment (accumulated in float64)."""
+def _exclusive_pixel_cumsum(values: Tensor, pix: Tensor, num_pixels: int) -> Tensor:
+    """For pairs sorted by pixel id: float64 sum of the earlier values of the same pixel."""
     values = values.double()
     excl = torch.cumsum(values, 0) - values
-    return excl - excl.index_select(0, start_idx).index_select(0, seg_id)
+    is_first = torch.ones_like(pix, dtype=torch.bool)
+    is_first[1:] = pix[1:] != pix[:-1]
+    first = torch.nonzero(is_first).squeeze(1)
+    pixel_base = torch.zeros(num_pixels, dtype=torch.float64, device=pix.device)
+    pixel_base[pix.index_select(0, first).long()] = excl.index_select(0, first)
+    return excl - pixel_base.index_select(0, pix.long())
 
 
 def _pair_offsets(means2d: Tensor, conics: Tensor, gid: Tensor, pix: Tensor, width: int):
@@ -79,7 +74,7 @@ def build_pairs(
     radii: Tensor,
     width: int,
     height: int,
-    max_pairs: int = 1 << 21,
+    max_pairs: int = 1 << 20,
 ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """Front-to-back pixel-Gaussian pairs of one camera that pass both cutoffs.
 
@@ -177,9 +172,8 @@ def build_pairs(
         local = local.index_select(0, order)
         alpha_raw = alpha_raw.index_select(0, order)
         # Transmittance cutoff: keep pair i while T after it stays > 1e-4.
-        seg_id, start_idx = _segment_starts(pix)
         log_t = torch.log1p(-alpha_raw.clamp_max(ALPHA_MAX)).double()
-        excl = _exclusive_segment_cumsum(log_t, seg_id, start_idx)
+        excl = _exclusive_pixel_cumsum(log_t, pix, width * height)
         ok = torch.nonzero(excl + log_t > _LOG_T_MIN).squeeze(1)
         out.append((
             gvis.index_select(0, local.index_select(0, ok)),
@@ -223,7 +217,7 @@ class _CompositePairs(torch.autograd.Function):
         alpha_img = torch.zeros(num_pixels, dtype=channels.dtype, device=channels.device)
         alpha_img.index_add_(0, pix_ids, weights)
         ctx.save_for_backward(means2d, conics, opacities, channels, gauss_ids, pix_ids, alpha_raw, trans, crow)
-        ctx.width = width
+        ctx.width, ctx.chunk_pairs = width, chunk_pairs
         return out, alpha_img
 
     @staticmethod
@@ -246,25 +240,39 @@ class _CompositePairs(torch.autograd.Function):
         gid_sorted = gid.index_select(0, order)
         w_t = _csr(_row_pointers(gid_sorted, num_gauss), pix.index_select(0, order),
                    weights.index_select(0, order).to(channels.dtype), (num_gauss, num_pixels))
+        del order, gid_sorted
         grad_channels = w_t @ grad_out
-        # d out_p / d alpha_i = T_i s_i - (sum_{k>i} w_k s_k) / (1 - alpha_i)
-        seg_id, start_idx = _segment_starts(pix)
+        del w_t
+        # d out_p / d alpha_i = T_i s_i - (sum_{k>i} w_k s_k) / (1 - alpha_i); the per-pixel
+        # totals of w s are read at each pixel's last pair (pairs are sorted by pixel).
         cs = torch.cumsum((weights * score).double(), 0)
-        end_idx = torch.cat([start_idx[1:], start_idx.new_tensor([pix.numel()])]) - 1
-        suffix = (cs.index_select(0, end_idx).index_select(0, seg_id) - cs).to(alpha.dtype)
+        is_last = torch.ones_like(pix, dtype=torch.bool)
+        is_last[:-1] = pix[1:] != pix[:-1]
+        last = torch.nonzero(is_last).squeeze(1)
+        pixel_total = torch.zeros(num_pixels, dtype=torch.float64, device=pix.device)
+        pixel_total[pix.index_select(0, last)] = cs.index_select(0, last)
+        suffix = (pixel_total.index_select(0, pix) - cs).to(alpha.dtype)
+        del cs, pixel_total, is_last, last
         grad_alpha = trans * score - suffix / (1.0 - alpha)
         grad_alpha = torch.where(alpha_raw < ALPHA_MAX, grad_alpha, torch.zeros_like(grad_alpha))
+        del suffix, score, weights, alpha
 
-        dx, dy, sigma, con = _pair_offsets(means2d, conics, gid, pix, ctx.width)
-        grad_opac = torch.zeros_like(opacities).index_add_(0, gid, grad_alpha * torch.exp(-sigma))
-        grad_sigma = -grad_alpha * alpha_raw
-        grad_conics = torch.zeros_like(conics).index_add_(
-            0, gid, torch.stack([0.5 * dx * dx, dx * dy, 0.5 * dy * dy], -1) * grad_sigma[:, None]
-        )
-        grad_means2d = torch.zeros_like(means2d).index_add_(
-            0, gid, torch.stack([con[:, 0] * dx + con[:, 1] * dy, con[:, 1] * dx + con[:, 2] * dy], -1)
-            * (-grad_sigma[:, None]),
-        )
+        # Through alpha = o exp(-sigma) to opacities, conics and 2-D means, in pair chunks.
+        grad_opac = torch.zeros_like(opacities)
+        grad_conics = torch.zeros_like(conics)
+        grad_means2d = torch.zeros_like(means2d)
+        tail_chunk = max(ctx.chunk_pairs, 1 << 18)
+        for s in range(0, gid.numel(), tail_chunk):
+            e = s + tail_chunk
+            g, ga, ar = gid[s:e], grad_alpha[s:e], alpha_raw[s:e]
+            dx, dy, sigma, con = _pair_offsets(means2d, conics, g, pix[s:e], ctx.width)
+            grad_opac.index_add_(0, g, ga * torch.exp(-sigma))
+            grad_sigma = -ga * ar
+            grad_conics.index_add_(0, g, torch.stack([0.5 * dx * dx, dx * dy, 0.5 * dy * dy], -1) * grad_sigma[:, None])
+            grad_means2d.index_add_(
+                0, g, torch.stack([con[:, 0] * dx + con[:, 1] * dy, con[:, 1] * dx + con[:, 2] * dy], -1)
+                * (-grad_sigma[:, None]),
+            )
         return (grad_means2d, grad_conics, grad_opac, grad_channels) + (None,) * 7
 
 
@@ -277,7 +285,7 @@ def rasterize_camera(
     radii: Tensor,
     width: int,
     height: int,
-    max_pairs: int = 1 << 21,
+    max_pairs: int = 1 << 20,
     chunk_pairs: int = 1 << 16,
 ) -> Tuple[Tensor, Tensor]:
     """Composite one camera: returns (H, W, D) channel image and (H, W) alpha.
