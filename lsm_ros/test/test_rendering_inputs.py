@@ -61,3 +61,14 @@ def test_backend_errors():
 def test_camera_validation():
     with pytest.raises(ValueError, match="c2w"):
         Camera(K=torch.eye(3), c2w=torch.eye(3), width=4, height=4)
+
+
+@pytest.mark.parametrize("n,z", [(0, 2.0), (3, -2.0)])
+def test_empty_or_fully_culled_scene_renders_black_with_finite_grads(n, z):
+    kw = _ok(n)
+    kw["means"] = torch.tensor([[0.0, 0.0, z]]).repeat(n, 1).requires_grad_(True)
+    out = render(**kw, features=torch.rand(n, 2), background=torch.tensor([0.1, 0.2, 0.3]), backend="torch")
+    assert out.alpha.abs().sum() == 0 and out.depth.abs().sum() == 0 and out.features.abs().sum() == 0
+    assert torch.allclose(out.rgb, torch.tensor([0.1, 0.2, 0.3]).expand(1, 8, 8, 3))
+    out.rgb.sum().backward()
+    assert torch.isfinite(kw["means"].grad).all()

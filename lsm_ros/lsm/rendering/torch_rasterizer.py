@@ -1,29 +1,38 @@
 """Pure-torch, differentiable, memory-bounded Gaussian rasteriser (CPU backend).
 
-Strategy: *sorted pixel-Gaussian pair lists* instead of dense tiles.
+Strategy: *sorted pixel-Gaussian pair lists* (sparse), not dense tiles.
 
 1. Visible Gaussians of a camera are sorted once by depth (N log N).
-2. Without autograd, every Gaussian emits one pair per pixel of its opacity-aware
-   3-sigma box (pixel centres at integer + 0.5), generated row band by row band so at
-   most ``max_pairs`` candidate pairs exist at once.  Pairs whose alpha is below 1/255
-   are dropped, the rest are stably sorted by pixel id (int32 radix-like sort), which
-   keeps front-to-back order inside each pixel because pairs were emitted in depth
-   order.  A segmented cumulative sum of log(1 - alpha) gives the transmittance; pairs
-   after the point where T would fall to <= 1e-4 are dropped (3DGS / gsplat rule).
-3. :class:`_CompositePairs`, a custom autograd function, recomputes alpha for the kept
-   pairs, composites ``sum_i alpha_i T_i c_i`` and implements the analytic 3DGS
-   backward (suffix sums per pixel) so that backward stores only 4 numbers per pair,
-   never a (pairs x channels) tensor; channel-sized work is done in chunks of
-   ``chunk_pairs`` pairs.
+2. Without autograd, each Gaussian emits one entry per image row it covers and, per row,
+   the exact x-span of its ellipse ``sigma <= ln(255 o)`` (where alpha >= 1/255), so
+   almost no candidate pixel is wasted (an axis-aligned box wastes ~45 %).  Candidates are
+   built in row bands of at most ``max_pairs`` pairs; the exact 3DGS test
+   (alpha >= 1/255) is applied, and the pairs are stably sorted by pixel id (int32), which
+   keeps them front to back inside each pixel because they were emitted in depth order.
+   A per-pixel cumulative sum of log(1 - alpha) (float64) gives each pair's
+   transmittance; pairs from the point where T would drop to <= 1e-4 are dropped.
+3. :class:`_CompositePairs`, a custom autograd function, treats the pair weights
+   w_i = alpha_i T_i as a sparse CSR (pixels x Gaussians) matrix W: out = W c,
+   dL/dc = W^T dL/dout, and <dL/dout_p, c_i> is a sampled product (SDDMM), so no
+   (pairs x channels) tensor is ever built.  The backward to alpha is the analytic 3DGS
+   one, d out_p / d alpha_i = T_i c_i - (sum_{k>i} w_k c_k) / (1 - alpha_i), with
+   per-pixel suffix sums, then chained through alpha = o exp(-sigma) to opacities,
+   conics and 2-D means in chunks.
 
 Compositing rule (per pixel, front to back): alpha_i = min(0.99, o_i exp(-sigma_i)),
-skip if alpha_i < 1/255, stop before a Gaussian that would bring T to <= 1e-4,
+skip alpha_i < 1/255, stop before a Gaussian that would bring T to <= 1e-4,
 w_i = alpha_i T_i, out = sum_i w_i c_i, alpha_out = sum_i w_i = 1 - T_final.
 
-Memory bound (per camera): transient ~ ``max_pairs`` x ~64 bytes for pair building,
-plus ``chunk_pairs`` x channels x 4 bytes x ~3 for compositing, plus 28 bytes per kept
-pair retained for backward (kept pairs <= candidate pairs; with the transmittance
-cutoff typically << pixels x Gaussians per pixel), plus the (H, W, channels) outputs.
+Memory bound (per camera): pair building holds at most ``max_pairs`` candidates
+(~60 bytes each, ~64 MB at the default 2^20) plus the kept pairs (24 bytes each, kept
+for backward); backward adds ~60 bytes per kept pair plus (N + H*W) x channels floats.
+Kept pairs ~ H*W x (Gaussians per pixel before T < 1e-4); for LSM-like scenes ~48 per
+pixel: 0.8 M pairs at 128^2 with 32 k Gaussians, 3 M pairs at 256^2 with 131 k Gaussians
+(measured peak growth ~0.3 GB in forward, ~0.53 GB through backward with 64 features).
+
+Measured (1 core of a shared 2-core machine, process CPU time, 64-d features, scene
+from :mod:`.benchmark`): 32 k Gaussians at 128^2 forward ~0.11 s, backward ~0.11 s;
+131 k Gaussians at 256^2 forward ~0.56 s, backward ~0.67 s.
 """
 from __future__ import annotations
 
