@@ -111,54 +111,54 @@ class SparseGrid:
         return self._neighbours[kernel_size]
 
     def pairs(self, kernel_size: int):
-        """Non-centre tap pairs of the spconv-CPU rule, grouped by tap (flat kernel order).
+        """Voxel-level tap pairs for the spconv-CPU rule, grouped by tap (flat kernel order).
 
-        Returns (out_rows (P,), in_rows (P,), lengths per tap): ``in_rows`` index the stacked
-        per-voxel features ``[first site (U) | sum of sites (U)]``.
+        Returns (out_rows (P,), in_rows (P,), lengths per non-centre tap). For upper taps
+        ``out_rows`` is the voxel and ``in_rows`` the neighbour voxel; lower taps have both
+        offset by U, indexing the stacked per-voxel tensors ``[first site | sum of sites]``
+        and ``[upper-tap result | lower-tap result]``.
         """
         key = ("pairs", kernel_size)
         if key not in self._neighbours:
-            _, inv, first, is_first = self.voxels()
+            _, _, first, _ = self.voxels()
             U = first.shape[0]
-            nbr = self.neighbours(kernel_size)[inv].t()  # (k^3, N) voxel at each tap
+            nbr = self.neighbours(kernel_size).t()  # (k^3, U)
             n_off = kernel_size ** 3
             centre = n_off // 2
             tap = torch.arange(n_off, device=nbr.device)[:, None]
-            # upper half: every site; lower half: only the first site of a voxel, summed sources
-            mask = (nbr >= 0) & ((tap > centre) | ((tap < centre) & is_first[None, :]))
-            taps, rows = mask.nonzero(as_tuple=True)  # grouped by tap, ascending
-            ins = nbr[taps, rows] + torch.where(taps < centre, U, 0)
+            taps, rows = ((nbr >= 0) & (tap != centre)).nonzero(as_tuple=True)
+            shift = torch.where(taps < centre, U, 0)
             counts = torch.bincount(taps, minlength=n_off).tolist()
             lengths = counts[:centre] + counts[centre + 1:]
-            self._neighbours[key] = (rows, ins, lengths)
+            self._neighbours[key] = (rows + shift, nbr[taps, rows] + shift, lengths)
         return self._neighbours[key]
 
 
 def submanifold_conv_torch(feat: torch.Tensor, weight: torch.Tensor, sites: SparseGrid) -> torch.Tensor:
     """Pure-torch submanifold convolution with spconv-CPU duplicate semantics (no bias).
 
-    feat (N, Cin), weight (Cout, k, k, k, Cin) -> (N, Cout). The centre tap is one dense
-    GEMM; the other taps gather their (cached) input rows once, multiply tap by tap on
-    contiguous slices and scatter-add into the output.
+    feat (N, Cin), weight (Cout, k, k, k, Cin) -> (N, Cout). Under the duplicate rule every
+    non-centre contribution depends only on the site's voxel, so it is computed once per
+    voxel: upper taps read the first site of the neighbour voxel, lower taps the sum of its
+    sites and reach only the first site of the voxel. The centre tap is one dense GEMM.
     """
     cout, k = weight.shape[0], weight.shape[1]
     n_off = k ** 3
     centre = n_off // 2
     w = weight.reshape(cout, n_off, weight.shape[-1])
     out = feat @ w[:, centre, :].t()
-    _, inv, first, _ = sites.voxels()
+    _, inv, first, is_first = sites.voxels()
+    U = first.shape[0]
     out_rows, in_rows, lengths = sites.pairs(k)
     if out_rows.numel() == 0:
         return out
     first_feat = feat[first]
-    sum_feat = feat.new_zeros(first.shape[0], feat.shape[1]).index_add(0, inv, feat) \
-        if first.shape[0] != feat.shape[0] else first_feat
+    sum_feat = feat.new_zeros(U, feat.shape[1]).index_add(0, inv, feat) if U != feat.shape[0] else first_feat
     gathered = torch.cat([first_feat, sum_feat])[in_rows]  # (P, Cin)
-    parts = []
-    for j, rows in zip([t for t in range(n_off) if t != centre], gathered.split(lengths)):
-        if rows.shape[0]:
-            parts.append(rows @ w[:, j, :].t())
-    return out.index_add(0, out_rows, torch.cat(parts))
+    parts = [rows @ w[:, j, :].t()
+             for j, rows in zip([t for t in range(n_off) if t != centre], gathered.split(lengths))]
+    per_voxel = feat.new_zeros(2 * U, cout).index_add(0, out_rows, torch.cat(parts))
+    return out + per_voxel[inv] + per_voxel[U + inv] * is_first[:, None].to(feat.dtype)
 
 
 class SubMConv3d(nn.Module):
@@ -197,14 +197,14 @@ class SubMConv3d(nn.Module):
         return out + self.bias if self.bias is not None else out
 
     def _forward_spconv(self, feat: torch.Tensor, sites: SparseGrid) -> torch.Tensor:
-        if self._spconv_module is None:
-            algo = _spconv.ConvAlgo.Native if not feat.is_cuda else None
-            kwargs = {"algo": algo} if algo is not None else {}
+        # CPU spconv only runs the Native algorithm; on CUDA spconv picks its default
+        if self._spconv_module is None or self._spconv_module[0] != feat.device.type:
+            kwargs = {} if feat.is_cuda else {"algo": _spconv.ConvAlgo.Native}
             conv = _spconv.SubMConv3d(self.in_channels, self.out_channels, self.kernel_size,
                                       bias=False, indice_key=f"subm{self.kernel_size}", **kwargs)
             del conv.weight
-            object.__setattr__(self, "_spconv_module", conv)
-        conv = self._spconv_module
+            object.__setattr__(self, "_spconv_module", (feat.device.type, conv))
+        conv = self._spconv_module[1]
         conv.weight = self.weight  # share our parameter (gradients land on it)
         base = sites._spconv_tensor
         if base is None:
