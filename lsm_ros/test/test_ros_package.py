@@ -79,3 +79,43 @@ def test_fastdds_profile_keeps_traffic_on_loopback(package_root):
     participant = root.find(".//d:participant", ns)
     assert participant.get("is_default_profile") == "true"
     assert participant.findtext(".//d:useBuiltinTransports", namespaces=ns) == "false"
+
+
+@pytest.mark.slow
+def test_colcon_build_installs_both_packages(package_root, tmp_path):
+    """`colcon build` (the real-ROS route) over the PyPI ROS wheels as underlay."""
+    pytest.importorskip("colcon_ros")
+    pytest.importorskip("colcon_cmake")
+    import os
+
+    repo = package_root.parent
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "lsm_repo").symlink_to(repo, target_is_directory=True)
+    env = dict(os.environ)
+    prefix = sys.prefix
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["AMENT_PREFIX_PATH"] = env["CMAKE_PREFIX_PATH"] = prefix
+    out = subprocess.run(
+        [_colcon(), "--log-base", "log", "build", "--cmake-args", "-DBUILD_TESTING=OFF",
+         f"-DPython3_EXECUTABLE={sys.executable}"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+    install = tmp_path / "install"
+    share = install / "lsm_ros" / "share" / "lsm_ros"
+    for path in [install / "lsm_ros" / "lib" / "lsm_ros" / "lsm_node",
+                 share / "launch" / "lsm.launch.py", share / "config" / "lsm.yaml",
+                 share / "package.xml",
+                 install / "lsm_ros_interfaces" / "share" / "lsm_ros_interfaces" / "srv"
+                 / "Query.srv"]:
+        assert path.is_file(), path
+    pyver = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    assert (install / "lsm_ros_interfaces" / "lib" / pyver / "site-packages"
+            / "lsm_ros_interfaces" / "srv" / "_query.py").is_file()
+    # With the install in the ament index, the package finds its share folder there.
+    env["AMENT_PREFIX_PATH"] = f"{install / 'lsm_ros'}{os.pathsep}{prefix}"
+    env["PYTHONPATH"] = str(install / "lsm_ros" / "lib" / pyver / "site-packages")
+    probe = subprocess.run([sys.executable, "-c", "from lsm_ros.paths import share_directory;"
+                            " print(share_directory())"], env=env, capture_output=True,
+                           text=True, timeout=60)
+    assert probe.returncode == 0, probe.stderr
+    assert Path(probe.stdout.strip()) == share
