@@ -1,0 +1,152 @@
+"""The Large Spatial Model network: an unposed image pair -> semantic 3-D Gaussians (paper 3).
+
+Module names follow the official release (``dust3r``, ``point_transformer``,
+``gaussian_head``, ``lseg_feature_extractor``, ``feature_expansion``, ``feature_reduction``)
+so that its state dict loads without renaming.
+
+Forward pass (shapes for batch B, image S x S, N = 2*S*S Gaussians):
+
+1. geometry backbone -> pointmaps of both views in view 1's camera frame (B,S,S,3),
+   confidences (B,S,S) and the encoder tokens (B, 2*T, C_enc);
+2. 2-D semantic features (B*2, D_text, S/2, S/2) -> tokens (AvgPool) and, reduced to F
+   channels at full resolution, a per-pixel residual for the Gaussian features;
+3. merged, detached points normalised to the unit cube with their colours -> point
+   transformer (with cross-attention to both token sets) -> per-point features;
+4. Gaussian head -> one Gaussian per pixel, centred on the (unnormalised) pointmap.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..config import LSMConfig, get_config
+from ..gaussians import Gaussians
+from .gaussian_head import GaussianHead
+from .geometry_backbone import GeometryBackbone
+from .ptv3 import PointTransformer
+from .semantic_extractor import build_semantic_extractor
+
+
+@dataclass
+class LSMOutput:
+    """Network outputs; Gaussians are ordered (view, row, column) per batch element."""
+
+    pts1: torch.Tensor  # (B,S,S,3) view-1 pointmap, view-1 frame
+    pts2: torch.Tensor  # (B,S,S,3) view-2 pointmap, view-1 frame
+    conf1: torch.Tensor  # (B,S,S) >= 1
+    conf2: torch.Tensor
+    gaussians: Gaussians  # leading dims (B, 2*S*S)
+    semantic_2d: torch.Tensor = None  # (2*B, D_text, S/2, S/2), view-major: [view 1 batch; view 2 batch]
+    backbone: object = None  # the geometry backbone's full output (symmetric predictions etc.)
+
+
+def normalise_images(images: torch.Tensor) -> torch.Tensor:
+    """[0,1] -> [-1,1] (DUSt3R ImgNorm: mean 0.5, std 0.5)."""
+    return images * 2.0 - 1.0
+
+
+def check_pair(img1: torch.Tensor, img2: torch.Tensor, patch: int) -> None:
+    for name, img in (("img1", img1), ("img2", img2)):
+        if not isinstance(img, torch.Tensor) or img.dim() != 4 or img.shape[1] != 3:
+            shape = tuple(img.shape) if isinstance(img, torch.Tensor) else type(img).__name__
+            raise ValueError(f"{name} must be a (B,3,H,W) tensor, got {shape}")
+        if not torch.isfinite(img).all():
+            raise ValueError(f"{name} contains NaN or infinite values")
+    if img1.shape != img2.shape:
+        raise ValueError(f"image pair sizes differ: {tuple(img1.shape)} vs {tuple(img2.shape)}")
+    h, w = img1.shape[-2:]
+    if h % patch or w % patch:
+        raise ValueError(f"image size {h}x{w} is not a multiple of the patch size {patch}")
+
+
+class LSM(nn.Module):
+    def __init__(self, config: LSMConfig):
+        super().__init__()
+        self.config = config
+        sem = config.semantic
+        self.dust3r = GeometryBackbone(config.encoder, config.decoder, config.dpt, config.image_size)
+        self.point_transformer = PointTransformer(
+            config.ptv3, config.fusion, enc_token_dim=config.encoder.embed_dim, sem_token_dim=sem.text_dim)
+        self.gaussian_head = GaussianHead(
+            in_dim=config.ptv3.dec_channels[0], feature_dim=sem.feature_dim,
+            sh_degree=config.gaussian.sh_degree, scale_clamp=config.gaussian.scale_clamp,
+            knn=config.gaussian.knn)
+        self.lseg_feature_extractor = build_semantic_extractor(sem)
+        self.tokenizer = nn.AvgPool2d(config.fusion.token_pool, config.fusion.token_pool)
+        self.feature_expansion = nn.Sequential(
+            nn.Upsample(scale_factor=0.5, mode="bilinear"), nn.Conv2d(sem.feature_dim, sem.text_dim, 1))
+        self.feature_reduction = nn.Sequential(
+            nn.Conv2d(sem.text_dim, sem.feature_dim, 1), nn.Upsample(scale_factor=2, mode="bilinear"))
+
+    @classmethod
+    def from_config(cls, name_or_config="tiny") -> "LSM":
+        cfg = get_config(name_or_config) if isinstance(name_or_config, str) else name_or_config
+        return cls(cfg)
+
+    @classmethod
+    def load(cls, checkpoint=None, device="cpu") -> "LSM":
+        """Load an lsm_ros checkpoint; ``None`` loads the embedded default model."""
+        from ..checkpoint import load_model
+
+        return load_model(checkpoint, device)
+
+    def text_encoder(self):
+        """The text encoder whose space the semantic features live in (built once, lazily)."""
+        enc = self.__dict__.get("_text_encoder")
+        if enc is None:
+            from ..semantics.text_encoder import ClipTextEncoder, build_text_encoder
+
+            if self.config.semantic.text_encoder == "clip":
+                enc = ClipTextEncoder.from_lseg(self.lseg_feature_extractor)
+            else:
+                enc = build_text_encoder(self.config.semantic.text_encoder)
+            self.__dict__["_text_encoder"] = enc
+        return enc
+
+    def reconstruct(self, img1, img2):
+        """One RGB image pair (H,W,3 uint8 or float in [0,1]) -> :class:`~lsm.reconstruction.Reconstruction`."""
+        from ..inference import reconstruct_pairs
+
+        return reconstruct_pairs(self, [(img1, img2)], self.text_encoder())[0]
+
+    # ------------------------------------------------------------------ semantics
+    def semantic_features(self, images: torch.Tensor) -> torch.Tensor:
+        """2-D semantic features in text space (B, D_text, H/2, W/2) of images in [0,1]."""
+        return self.lseg_feature_extractor(normalise_images(images))
+
+    def expand_features(self, features: torch.Tensor) -> torch.Tensor:
+        """Rendered Gaussian features (B,F,H,W) -> text space (B,D_text,H/2,W/2)."""
+        return self.feature_expansion(features)
+
+    def expand_point_features(self, features: torch.Tensor) -> torch.Tensor:
+        """Per-Gaussian features (...,F) -> text space (...,D_text) with the same 1x1 conv."""
+        conv = self.feature_expansion[1]
+        return features @ conv.weight[:, :, 0, 0].t() + conv.bias
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, img1: torch.Tensor, img2: torch.Tensor, symmetric: bool = False) -> LSMOutput:
+        """img1, img2: (B,3,S,S) RGB in [0,1]."""
+        check_pair(img1, img2, self.config.encoder.patch_size)
+        B, _, H, W = img1.shape
+        x1, x2 = normalise_images(img1), normalise_images(img2)
+        geo = self.dust3r(x1, x2, symmetric=symmetric) if symmetric else self.dust3r(x1, x2)
+
+        sem = self.lseg_feature_extractor(torch.cat([x1, x2], dim=0))  # (2B, D, H/2, W/2)
+        tokens = self.tokenizer(sem)  # (2B, D, h, w)
+        tokens = tokens.unflatten(0, (2, B)).permute(1, 0, 3, 4, 2).reshape(B, -1, sem.shape[1])
+        residual = self.feature_reduction(sem)  # (2B, F, H, W)
+        residual = residual.unflatten(0, (2, B)).permute(1, 0, 3, 4, 2).reshape(B, 2 * H * W, -1)
+
+        points = torch.stack([geo.pts1, geo.pts2], dim=1).detach().reshape(B, 2 * H * W, 3)
+        rgb = torch.stack([img1, img2], dim=1).permute(0, 1, 3, 4, 2).reshape(B, 2 * H * W, 3)
+        center = points.mean(dim=1, keepdim=True)
+        scale = (points - center).abs().amax(dim=(1, 2), keepdim=True).clamp_min(1e-8)
+        coord = (points - center) / scale
+        feat = torch.cat([coord, rgb * 2 - 1], dim=-1)  # official: xyz + colour in [-1,1]
+        offset = torch.arange(1, B + 1, device=img1.device) * (2 * H * W)
+        point_feat = self.point_transformer(coord.reshape(-1, 3), feat.reshape(-1, 6), offset,
+                                            geo.enc_tokens, tokens)
+        gaussians = self.gaussian_head(point_feat.reshape(B, 2 * H * W, -1), points, rgb, residual)
+        return LSMOutput(geo.pts1, geo.pts2, geo.conf1, geo.conf2, gaussians, sem, geo)
