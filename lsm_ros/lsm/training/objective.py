@@ -1,0 +1,83 @@
+"""One training step's loss: forward the context pair, render the views, combine the terms.
+
+See :mod:`lsm.training.losses` for each term. Batch dict keys (from
+:func:`lsm.data.dataset.collate`): ``images`` (B,V,3,H,W) in [0,1], ``depth`` (B,V,H,W),
+``labels`` (B,V,H,W) long, ``K`` (B,V,3,3), ``c2w`` (B,V,4,4); views 0 and 1 are the
+context pair, the rest are target views.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..rendering import render
+from .losses import (gt_pointmaps, optimal_scale, photometric_loss, pointmap_loss,
+                     semantic_loss, teacher_features)
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    pointmap: float = 1.0
+    photometric: float = 1.0
+    semantic: float = 0.2  # official feature_loss_weight
+    distill: float = 0.5  # trains a learnable 2-D semantic extractor (tiny); 0 for frozen LSeg
+    ssim: float = 0.2
+    conf_alpha: float = 0.2
+
+
+def scaled_relative_poses(c2w: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Ground-truth poses (B,V,4,4) -> poses in view 0's frame with translations x ``scale`` (B,),
+    i.e. in the prediction's units."""
+    B, V = c2w.shape[:2]
+    rel = torch.linalg.inv(c2w[:, :1]) @ c2w
+    rel = torch.cat([rel[..., :3, :3], rel[..., :3, 3:] * scale[:, None, None, None]], dim=-1)
+    return torch.cat([rel, c2w.new_tensor([0, 0, 0, 1]).expand(B, V, 1, 4)], dim=-2)
+
+
+def render_views(gaussians, K: torch.Tensor, rel_c2w: torch.Tensor, width: int, height: int):
+    """Render one scene's Gaussians at V cameras: K (V,3,3), rel_c2w (V,4,4) reference frame."""
+    g = gaussians
+    return render(g.means, g.rotations, g.scales, g.opacities, g.colors(), K,
+                  torch.linalg.inv(rel_c2w), width, height, features=g.features)
+
+
+def compute_loss(model, batch: dict, class_embeddings: torch.Tensor,
+                 weights: LossWeights = LossWeights()) -> tuple[torch.Tensor, dict]:
+    """Total loss and a dict of float logs for one batch."""
+    images, depth, labels = batch["images"], batch["depth"], batch["labels"]
+    K, c2w = batch["K"], batch["c2w"]
+    B, V, _, H, W = images.shape
+    out = model(images[:, 0], images[:, 1])
+    gt, valid = gt_pointmaps(depth, K, c2w)
+    pred = torch.stack([out.pts1, out.pts2], dim=1)
+    conf = torch.stack([out.conf1, out.conf2], dim=1)
+    l_pts, logs = pointmap_loss(pred, conf, gt[:, :2], valid[:, :2], alpha=weights.conf_alpha)
+    scale = optimal_scale(pred, gt[:, :2], valid[:, :2])  # s * gt ~ pred
+
+    rel = scaled_relative_poses(c2w, scale)
+    rgb, feats = [], []
+    for b in range(B):
+        r = render_views(out.gaussians[b], K[b], rel[b], W, H)
+        rgb.append(r.rgb)
+        feats.append(r.features)
+    rgb = torch.stack(rgb).permute(0, 1, 4, 2, 3).flatten(0, 1)  # (B*V,3,H,W)
+    feats = torch.stack(feats).permute(0, 1, 4, 2, 3).flatten(0, 1)  # (B*V,F,H,W)
+    l_photo, plogs = photometric_loss(rgb, images.flatten(0, 1), weights.ssim)
+    logs.update(plogs)
+
+    teacher, tvalid = teacher_features(labels.flatten(0, 1), class_embeddings.to(feats.dtype))
+    l_sem = semantic_loss(model.expand_features(feats), teacher, tvalid)
+    total = weights.pointmap * l_pts + weights.photometric * l_photo + weights.semantic * l_sem
+    logs.update(pointmap=float(l_pts), photometric=float(l_photo), semantic=float(l_sem))
+
+    extractor = model.lseg_feature_extractor
+    if weights.distill > 0 and any(p.requires_grad for p in extractor.parameters()):
+        # out.semantic_2d is view-major (2B): reorder the context teachers to match
+        t_ctx = teacher.unflatten(0, (B, V))[:, :2].transpose(0, 1).flatten(0, 1)
+        v_ctx = tvalid.unflatten(0, (B, V))[:, :2].transpose(0, 1).flatten(0, 1)
+        l_dist = semantic_loss(out.semantic_2d, t_ctx, v_ctx)
+        total = total + weights.distill * l_dist
+        logs["distill"] = float(l_dist)
+    logs["loss"] = float(total)
+    return total, logs
