@@ -13,6 +13,10 @@ Conventions
   feature of the *first* site (lowest index) in voxel ``v + d``; for an offset in the lower
   half only the first site of a voxel gathers, and it gathers the *sum* of all sites of
   voxel ``v + d``. Without duplicates this is the ordinary submanifold convolution.
+  (spconv's CUDA default, MaskImplicitGemm, differs at duplicates and is racy: every site
+  reads a hash-table "winner" of the neighbour voxel through the lower taps, and only the
+  winner reads, through the upper taps, one arbitrary site of the neighbour voxel. The
+  official checkpoint was trained that way; duplicates are where the two can disagree.)
 * The bias (if any) is added outside the kernel (CPU spconv refuses biased kernels); the
   parameter keeps the name ``bias``.
 """
