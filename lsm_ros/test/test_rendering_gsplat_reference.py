@@ -101,13 +101,15 @@ def test_matches_gsplat_reference(n, seed):
     tol = 2e-5
     # A Gaussian whose alpha sits exactly at the 1/255 skip threshold may flip between
     # included and skipped when the thread count changes float summation order; such a
-    # pixel differs by at most ~1/255 of its transmittance. Allow 0.1 % of pixels that.
-    for ours_t, ref_t in ((ours.alpha, ref_alpha), (ours.rgb, ref_rgbf[..., :3])):
-        err = (ours_t - ref_t).abs()
-        assert (err > tol).float().mean() <= 1e-3 and err.max() <= 1.0 / 255
-    assert torch.allclose(ours.features, ref_rgbf[..., 3:-1], atol=1e-4, rtol=0)
-    # accumulated depth sum_i w_i z_i (z up to 4.5) and expected depth where alpha is not tiny
-    assert torch.allclose(ours.depth * ours.alpha, ref_rgbf[..., -1], atol=1e-4, rtol=0)
+    # pixel differs by at most ~1/255 of that Gaussian's value. Allow 0.1 % of pixels that.
+    def close(ours_t, ref_t, atol, value_bound):
+        err = (ours_t - ref_t).abs().amax(dim=-1) if ours_t.dim() == 4 else (ours_t - ref_t).abs()
+        return (err > atol).float().mean() <= 1e-3 and err.max() <= value_bound / 255
+
+    assert close(ours.alpha, ref_alpha, tol, 1.0)
+    assert close(ours.rgb, ref_rgbf[..., :3], tol, 1.0)
+    assert close(ours.features, ref_rgbf[..., 3:-1], 1e-4, float(features.abs().max()))
+    assert close(ours.depth * ours.alpha, ref_rgbf[..., -1], 1e-4, far)
     solid = ref_alpha > 0.2
     ref_depth = ref_rgbf[..., -1] / ref_alpha.clamp_min(1e-10)
     assert torch.allclose(ours.depth[solid], ref_depth[solid], atol=1e-3, rtol=0)
