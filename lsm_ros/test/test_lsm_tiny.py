@@ -1,0 +1,197 @@
+"""``tiny`` LSM end to end on CPU: an image pair at camera resolution in, a Reconstruction
+out (pointmaps, cameras, Gaussians), rendered, labelled, queried and exported.
+
+The network is randomly initialised (seed 0): these tests check shapes, conventions and the
+contracts between the parts, not reconstruction quality.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lsm.data.procedural import generate_sample
+from lsm.gaussians import Gaussians, rgb_to_sh_dc
+from lsm.io.ply import load_ply_vertices
+from lsm.model.lsm import LSM
+from lsm.preprocess import prepare_image
+from lsm.reconstruction import QueryResult, Reconstruction
+
+S = 128  # tiny's model resolution
+CAM_H, CAM_W = 120, 160
+VOCAB = ["wall", "floor", "chair", "table", "sofa", "bed"]
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return LSM.from_config("tiny").eval()
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return generate_sample(7, size=(CAM_H, CAM_W))
+
+
+@pytest.fixture(scope="module")
+def rec(model, sample):
+    return model.reconstruct(sample.context[0].image, sample.context[1].image)
+
+
+def test_reconstruction_shapes_and_frames(rec):
+    N = 2 * S * S
+    assert isinstance(rec, Reconstruction)
+    assert rec.size == S
+    assert rec.images.shape == (2, S, S, 3) and 0 <= rec.images.min() and rec.images.max() <= 1
+    assert rec.pointmaps.shape == (2, S, S, 3) and torch.isfinite(rec.pointmaps).all()
+    assert rec.confidence.shape == (2, S, S) and (rec.confidence >= 1).all()
+    g = rec.gaussians
+    assert g.count == N
+    assert g.means.shape == (N, 3) and g.scales.shape == (N, 3) and g.rotations.shape == (N, 4)
+    assert g.opacities.shape == (N,) and g.sh.shape == (N, 16, 3) and g.features.shape == (N, 32)
+    # one Gaussian per pixel, centred on the pointmaps (view, row, column order)
+    assert torch.equal(g.means.cpu(), rec.pointmaps.reshape(N, 3))
+    assert rec.intrinsics.shape == (2, 3, 3) and rec.c2w.shape == (2, 4, 4)
+    assert torch.allclose(rec.c2w[0], torch.eye(4))  # view 1 is the reference frame
+    K = rec.intrinsics
+    assert (K[:, 0, 0] > 0).all() and torch.allclose(K[:, 2], torch.tensor([0.0, 0, 1]).expand(2, 3))
+    R = rec.c2w[1, :3, :3]
+    assert torch.allclose(R @ R.T, torch.eye(3), atol=1e-4) and torch.det(R) > 0
+    assert rec.camera_status  # says whether PnP or a fallback produced the cameras
+    assert [tf.original_size for tf in rec.transforms] == [(CAM_W, CAM_H)] * 2
+
+
+def test_model_input_is_the_centre_crop_of_the_camera_image(rec, sample):
+    expected, tf = prepare_image(sample.context[0].image, S)
+    assert torch.allclose(rec.images[0], expected.permute(1, 2, 0))
+    assert tf.scale == pytest.approx(S / CAM_H) and tf.offset[1] == 0
+    assert tf.offset[0] == pytest.approx((CAM_W * S / CAM_H - S) / 2)
+
+
+def test_render_at_an_input_view(rec):
+    out = rec.render_view(0)
+    assert out.rgb.shape == (1, S, S, 3) and out.alpha.shape == (1, S, S)
+    assert out.features.shape == (1, S, S, 32)
+    for t in (out.rgb, out.alpha, out.features, out.depth):
+        assert torch.isfinite(t).all()
+    assert ((out.alpha >= 0) & (out.alpha <= 1 + 1e-5)).all()
+    no_feat = rec.render_view(1, features=False)
+    assert no_feat.features is None and no_feat.rgb.shape == (1, S, S, 3)
+    with pytest.raises(ValueError, match="view"):
+        rec.render_view(2)
+
+
+def test_render_of_ground_truth_gaussians_reproduces_the_input_view(model, sample):
+    """The rendering conventions of Reconstruction (K in pixels, c2w -> view matrix, wxyz
+    rotations, colours from the SH DC term) put each pixel's Gaussian back on that pixel."""
+    view = sample.context[0]
+    H, W = view.height, view.width
+    K = torch.as_tensor(view.K, dtype=torch.float32)
+    v, u = torch.meshgrid(torch.arange(H) + 0.5, torch.arange(W) + 0.5, indexing="ij")
+    z = torch.as_tensor(view.depth, dtype=torch.float32)
+    ok = (z > 0).reshape(-1)
+    pts = torch.stack([(u - K[0, 2]) / K[0, 0] * z, (v - K[1, 2]) / K[1, 1] * z, z], -1).reshape(-1, 3)
+    rgb = torch.as_tensor(view.image).reshape(-1, 3).float() / 255
+    n = int(ok.sum())
+    radius = (z.reshape(-1)[ok] / K[0, 0] * 0.7)[:, None].expand(n, 3)  # ~0.7 px footprint
+    g = Gaussians(means=pts[ok], scales=radius.contiguous(),
+                  rotations=torch.tensor([1.0, 0, 0, 0]).expand(n, 4).contiguous(),
+                  opacities=torch.full((n,), 0.99), sh=rgb_to_sh_dc(rgb[ok])[:, None, :].contiguous(),
+                  features=torch.zeros(n, 32))
+    gt_rec = Reconstruction(images=None, pointmaps=None, confidence=None, gaussians=g,
+                            intrinsics=K[None].expand(2, 3, 3), c2w=torch.eye(4).expand(2, 4, 4),
+                            transforms=[], model=model)
+    out = gt_rec.render(K, torch.eye(4), W, H, features=False)
+    target = rgb.reshape(H, W, 3)
+    mask = (z > 0)
+    err = (out.rgb[0] - target).abs()[mask]
+    psnr = -10 * torch.log10((err ** 2).mean())
+    assert psnr > 25, f"rendered input view differs from the image (PSNR {psnr:.1f} dB)"
+    # shifting the camera by 3 pixels (in x) must make it clearly worse: alignment matters
+    c2w = torch.eye(4)
+    c2w[0, 3] = 3 * float(z[mask].median()) / float(K[0, 0])
+    shifted = gt_rec.render(K, c2w, W, H, features=False).rgb[0]
+    psnr_shift = -10 * torch.log10(((shifted - target).abs()[mask] ** 2).mean())
+    assert psnr_shift < psnr - 5
+
+
+def test_label_map_and_point_labels(rec):
+    ids, score = rec.label_map(VOCAB, view=0)
+    assert ids.shape == (S, S) and score.shape == (S, S)
+    assert ids.min() >= 0 and ids.max() < len(VOCAB)
+    assert (score >= -1 - 1e-4).all() and (score <= 1 + 1e-4).all()
+    # the winning label's score is the cosine between the feature and its text embedding
+    feats = rec.feature_map(0)
+    emb = rec.text_embeddings(VOCAB)
+    cos = torch.einsum("dhw,ld->lhw", feats, emb)
+    assert torch.allclose(score, cos.max(dim=0).values, atol=1e-5)
+    assert torch.allclose(feats.norm(dim=0), torch.ones(S, S), atol=1e-4)
+    img = rec.label_image(VOCAB, view=1)
+    assert tuple(img.shape) == (S, S, 3) and np.asarray(img).dtype == np.uint8
+    pid, pscore = rec.point_labels(VOCAB)
+    assert pid.shape == (2 * S * S,) and pscore.shape == (2 * S * S,)
+    assert pid.max() < len(VOCAB) and (pscore.abs() <= 1 + 1e-4).all()
+
+
+def test_query_returns_masks_at_both_resolutions(rec):
+    q = rec.query("chair", VOCAB, view=0, threshold=0.0, min_confidence=0.0)
+    assert isinstance(q, QueryResult)
+    assert q.label == "chair" and q.view == 0
+    assert q.mask.shape == (S, S) and q.mask.dtype == bool
+    assert q.mask_original.shape == (CAM_H, CAM_W) and q.mask_original.dtype == np.uint8
+    # threshold 0: every pixel and every Gaussian is relevant
+    assert q.found and q.mask.all() and len(q.points) == 2 * S * S
+    # the camera image is 160 wide, the model saw its central 120x120 (columns 20..139)
+    assert (q.mask_original[:, 20:140] == 255).all()
+    assert (q.mask_original[:, :20] == 0).all() and (q.mask_original[:, 140:] == 0).all()
+    assert q.points.shape == (2 * S * S, 3) and q.points.dtype == np.float32
+    np.testing.assert_allclose(q.centroid, np.median(rec.gaussians.means.numpy(), axis=0), rtol=1e-5, atol=1e-6)
+    assert (q.extent >= 0).all() and 0 <= q.score <= 1
+
+    none = rec.query("chair", VOCAB, view=1, threshold=1.01)
+    assert not none.found and not none.mask.any() and len(none.points) == 0
+    assert none.score == 0.0 and (none.mask_original == 0).all() and "no match" in none.message
+
+
+def test_query_mask_original_is_the_warped_model_mask(rec):
+    q = rec.query("floor", VOCAB, view=1, threshold=0.5)
+    warped = rec.transforms[1].to_original(q.mask.astype(np.uint8) * 255, nearest=True)
+    np.testing.assert_array_equal(q.mask_original, warped)
+    with pytest.raises(ValueError, match="view"):
+        rec.query("floor", VOCAB, view=-1)
+
+
+def test_save_ply_is_3dgs_readable(rec, tmp_path):
+    path = rec.save_ply(tmp_path / "scene.ply")
+    v = load_ply_vertices(path)
+    names = v.dtype.names
+    expected = (["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"]
+                + [f"f_rest_{i}" for i in range(45)] + ["opacity", "scale_0", "scale_1", "scale_2",
+                                                        "rot_0", "rot_1", "rot_2", "rot_3"]
+                + [f"semantic_{i}" for i in range(32)])
+    assert list(names) == expected  # 3DGS reads x..rot_3 in this order; semantic_* follow
+    g = rec.gaussians
+    assert len(v) == g.count == 2 * S * S
+    np.testing.assert_allclose(np.stack([v["x"], v["y"], v["z"]], 1), g.means.numpy(), rtol=1e-6)
+    # 3DGS stores opacity as a logit, scales as logs, rotations wxyz
+    np.testing.assert_allclose(1 / (1 + np.exp(-v["opacity"])), g.opacities.numpy(), atol=1e-5)
+    np.testing.assert_allclose(np.exp(np.stack([v[f"scale_{i}"] for i in range(3)], 1)), g.scales.numpy(),
+                               rtol=1e-5)
+    np.testing.assert_allclose(np.stack([v[f"rot_{i}"] for i in range(4)], 1), g.rotations.numpy(), atol=1e-6)
+    np.testing.assert_allclose(np.stack([v[f"f_dc_{i}"] for i in range(3)], 1), g.sh[:, 0].numpy(), atol=1e-6)
+    # f_rest is channel-major: all red coefficients, then green, then blue
+    rest = np.stack([v[f"f_rest_{i}"] for i in range(45)], 1).reshape(-1, 3, 15)
+    np.testing.assert_allclose(rest.transpose(0, 2, 1), g.sh[:, 1:].numpy(), atol=1e-6)
+    np.testing.assert_allclose(np.stack([v[f"semantic_{i}"] for i in range(32)], 1), g.features.numpy(),
+                               atol=1e-5)
+
+
+def test_pairs_of_different_resolutions(model, sample):
+    """Each image of a pair is cropped on its own: a 90x120 and a 120x160 view work together,
+    and the masks come back at each view's own resolution."""
+    import cv2
+
+    small = cv2.resize(sample.context[1].image, (120, 90), interpolation=cv2.INTER_AREA)
+    rec = model.reconstruct(sample.context[0].image, small.astype(np.float32) / 255)
+    assert [tf.original_size for tf in rec.transforms] == [(CAM_W, CAM_H), (120, 90)]
+    assert rec.query("wall", VOCAB, view=1, threshold=0.0).mask_original.shape == (90, 120)
