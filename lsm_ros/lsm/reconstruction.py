@@ -95,9 +95,10 @@ class Reconstruction:
         return ids, score
 
     def label_image(self, labels: Sequence[str], view: int = 0) -> np.ndarray:
-        """Colour-coded label map (S,S,3) uint8."""
+        """Colour-coded label map (S,S,3) uint8; label i always gets colour i of a
+        ``len(labels)`` palette (stable across views and frames)."""
         ids, _ = self.label_map(labels, view)
-        return colorize(ids.cpu().numpy())
+        return colorize(ids.cpu(), num_labels=len(labels)).numpy()
 
     def point_similarity(self, labels: Sequence[str]) -> torch.Tensor:
         """Cosine similarity of every Gaussian to each label: (N, L)."""

@@ -93,11 +93,12 @@ def save_panel(panel: dict, path, class_count: int) -> None:
 
     rows = []
     for v in range(panel["images"].shape[0]):
-        lab = panel["labels"][v].cpu().numpy().copy()
-        lab[lab >= class_count] = 0
+        lab = panel["labels"][v].cpu().clone()
+        lab[(lab < 0) | (lab >= class_count)] = -1  # ignore -> black
         rows.append(np.concatenate([
             rgb(panel["images"][v]), rgb(panel["rgb"][v]), depth_img(panel["depth"][v]),
-            np.asarray(colorize(panel["pred_labels"][v].cpu())), np.asarray(colorize(torch.from_numpy(lab)))], axis=1))
+            colorize(panel["pred_labels"][v].cpu(), num_labels=class_count).numpy(),
+            colorize(lab, num_labels=class_count).numpy()], axis=1))
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), cv2.cvtColor(np.concatenate(rows, axis=0), cv2.COLOR_RGB2BGR))
 
