@@ -40,8 +40,17 @@ class ImageTransform:
         return K
 
     def _model_to_original_affine(self) -> np.ndarray:
+        """2x3 affine for ``cv2.warpAffine`` (whose pixel centres are integers): model pixel
+        index X_m -> original X_o = (X_m + 0.5 + offset) / scale - 0.5."""
         s, (ox, oy) = self.scale, self.offset
-        return np.array([[1 / s, 0, ox / s], [0, 1 / s, oy / s]], dtype=np.float64)
+        return np.array([[1 / s, 0, (ox + 0.5) / s - 0.5], [0, 1 / s, (oy + 0.5) / s - 0.5]], dtype=np.float64)
+
+    def _to_model_affine(self, sx: float = 1.0, sy: float = 1.0) -> np.ndarray:
+        """2x3 affine (integer pixel centres) from an image already resized by (sx, sy) to the
+        model image: X_m = (scale/sx) (X + 0.5) - 0.5 - offset."""
+        ax, ay = self.scale / sx, self.scale / sy
+        return np.array([[ax, 0, 0.5 * ax - 0.5 - self.offset[0]],
+                         [0, ay, 0.5 * ay - 0.5 - self.offset[1]]], dtype=np.float64)
 
     def to_original(self, image: np.ndarray, nearest: bool = True, fill=0) -> np.ndarray:
         """Warp a model-resolution map (H_m, W_m[, C]) to the original camera resolution.
@@ -85,12 +94,11 @@ def prepare_image(image, size: int) -> tuple[torch.Tensor, ImageTransform]:
     rgb = check_rgb(image)
     h, w = rgb.shape[:2]
     tf = square_crop_transform(w, h, size)
-    affine = np.linalg.inv(np.vstack([tf._model_to_original_affine(), [0, 0, 1]]))[:2]
-    interp = cv2.INTER_AREA if tf.scale < 1 else cv2.INTER_LINEAR
-    out = cv2.warpAffine(rgb, affine, (size, size), flags=interp, borderMode=cv2.BORDER_REFLECT)
-    if tf.scale < 1:  # warpAffine has no true area filter: resize first for clean down-sampling
+    sx = sy = 1.0
+    if tf.scale < 1:  # down-sampling: area filter first, then the exact residual (~1x) warp
         rw, rh = max(size, round(w * tf.scale)), max(size, round(h * tf.scale))
-        resized = cv2.resize(rgb, (rw, rh), interpolation=cv2.INTER_AREA)
-        ox, oy = round(tf.offset[0]), round(tf.offset[1])
-        out = resized[oy:oy + size, ox:ox + size]
+        rgb = cv2.resize(rgb, (rw, rh), interpolation=cv2.INTER_AREA)
+        sx, sy = rw / w, rh / h
+    out = cv2.warpAffine(rgb, tf._to_model_affine(sx, sy), (size, size), flags=cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REFLECT)
     return torch.from_numpy(np.ascontiguousarray(out)).permute(2, 0, 1).float() / 255.0, tf
