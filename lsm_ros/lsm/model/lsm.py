@@ -52,6 +52,10 @@ def check_pair(img1: torch.Tensor, img2: torch.Tensor, patch: int) -> None:
         if not isinstance(img, torch.Tensor) or img.dim() != 4 or img.shape[1] != 3:
             shape = tuple(img.shape) if isinstance(img, torch.Tensor) else type(img).__name__
             raise ValueError(f"{name} must be a (B,3,H,W) tensor, got {shape}")
+        if not img.is_floating_point():
+            raise ValueError(f"{name} must be a float tensor in [0,1], got {img.dtype}")
+        if img.shape[0] == 0 or img.shape[2] == 0 or img.shape[3] == 0:
+            raise ValueError(f"{name} is empty: {tuple(img.shape)}")
         if not torch.isfinite(img).all():
             raise ValueError(f"{name} contains NaN or infinite values")
     if img1.shape != img2.shape:
