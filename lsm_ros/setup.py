@@ -36,6 +36,8 @@ setup(
         "console_scripts": [
             "lsm_node = lsm_ros.node:main",
             "lsm_demo = lsm_ros.demo:main",
+            "lsm_bag = lsm_ros.bag_replay:main",
+            "lsm-benchmark = lsm.benchmark:main",
         ],
     },
 )
