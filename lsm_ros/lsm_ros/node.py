@@ -1,14 +1,25 @@
 """``lsm_node``: the ROS 2 node of the Large Spatial Model.
 
-Interfaces (names relative to the node namespace; with no namespace they are absolute):
+Interfaces (``~`` = the node's name, e.g. ``/lsm_node``; relative names resolve in the
+node namespace):
 
-* service ``lsm/query`` (lsm_ros_interfaces/srv/Query) -> ``/lsm/query``: where is an
-  object class in the latest reconstruction.
+* subscribes ``image_topics`` (sensor_msgs/Image rgb8, bgr8, rgba8, bgra8 or mono8) with
+  the ``qos`` profile (default: sensor data, REP-2003).  Pair mode: two cameras paired by
+  approximate time (``slop``); mono mode: one camera, keyframes paired with the previous.
+* publishes, per reconstruction (stamp = first view's stamp, frame = first view's camera
+  optical frame, REP-103/105): ``~/points`` (PointCloud2 x y z rgb label confidence),
+  ``~/poses`` (PoseArray of both cameras), ``~/camera_info`` (estimated intrinsics at the
+  original resolution), ``~/labels`` (mono8 label ids), ``~/labels_color`` (rgb8),
+  ``~/depth`` (32FC1, rendered), ``~/rendered`` (rgb8); ``/tf`` when tf2_ros is
+  importable; ``/diagnostics`` once a second.
+* service ``lsm/query`` (lsm_ros_interfaces/srv/Query) -> ``/lsm/query``.
 
-Design: the node only handles ROS I/O.  Inference runs outside the executor thread (a
-worker added by the inference layer calls :meth:`LsmNode.set_reconstruction`); the query
-service answers from the latest reconstruction under a lock, so a query never waits for
-a running inference.  torch is not imported here: the node starts in well under a second.
+All 3-D outputs are in model units: metric only up to an unknown global scale.
+
+Threads: callbacks only convert and pair images and put pairs in a bounded drop-oldest
+queue; a worker thread (lsm_ros.worker) loads the model, batches pairs through it and
+publishes.  The query service answers from the latest reconstruction (swapped under a
+lock) while a forward pass runs.
 
 Run: ``lsm_node --ros-args --params-file config/lsm.yaml [-r __ns:=/robot1]``.
 Exit status: 0 after a normal shutdown (Ctrl-C / SIGTERM), 2 for invalid parameters or
@@ -16,9 +27,13 @@ command-line ROS arguments.
 """
 from __future__ import annotations
 
+import math
+import re
 import sys
 import threading
-from typing import Any, List, Optional
+import time
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence
 
 import rclpy
 from rcl_interfaces.msg import SetParametersResult
@@ -26,8 +41,12 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy, qos_profile_sensor_data
 
 from lsm_ros import query as query_logic
+from lsm_ros.diagnostics import SCALE_NOTE, RateMeter, diagnostic_array
+from lsm_ros.image_conversion import ImageConversionError, imgmsg_to_rgb
+from lsm_ros.pairing import ApproximateTimePairer, MonoKeyframer
 from lsm_ros.parameters import (
     SPECS_BY_NAME,
     LsmSettings,
@@ -36,10 +55,12 @@ from lsm_ros.parameters import (
     declare_parameters,
     read_settings,
 )
+from lsm_ros.worker import InferenceWorker, PairJob, PairQueue
 
 NODE_NAME = "lsm_node"
 QUERY_SERVICE = "lsm/query"
 EXIT_BAD_PARAMETERS = 2
+OUTPUT_IMAGE_TOPICS = ("labels", "labels_color", "depth", "rendered")
 
 
 def _query_type():
@@ -47,27 +68,97 @@ def _query_type():
     return Query
 
 
-class LsmNode(Node):
-    """ROS front end: parameters, the query service and the latest reconstruction."""
+def _stamp_seconds(header) -> float:
+    return header.stamp.sec + header.stamp.nanosec * 1e-9
 
-    def __init__(self, **kwargs: Any) -> None:
+
+@dataclass
+class LatestReconstruction:
+    """The reconstruction queries answer from, with the headers of its two views."""
+
+    reconstruction: Any
+    headers: Sequence[Any]  # output headers of view 0 and 1 (frame ids resolved)
+    labels: Sequence[str]
+
+
+class InputProblems:
+    """Counts dropped inputs; logs each kind of problem once, with its reason."""
+
+    def __init__(self, logger) -> None:
+        self._logger = logger
+        self._seen: Dict[str, int] = {}
+        self._lock = threading.Lock()
+        self.total = 0
+
+    @staticmethod
+    def kind(reason: str) -> str:
+        return re.sub(r"\d+", "#", reason)
+
+    def report(self, where: str, reason: str) -> None:
+        key = f"{where}|{self.kind(reason)}"
+        with self._lock:
+            self.total += 1
+            first = key not in self._seen
+            self._seen[key] = self._seen.get(key, 0) + 1
+        if first:
+            self._logger.warning(
+                f"dropping input on {where}: {reason} (logged once per kind of problem; "
+                "later drops are counted in /diagnostics)")
+
+
+class LsmNode(Node):
+    """ROS front end: parameters, image pairing, publishing and the query service."""
+
+    def __init__(self, start_worker: bool = True, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
         declare_parameters(self)
         self._settings: LsmSettings = read_settings(
             lambda name: self.get_parameter(name).value)
         self._warn_unknown_overrides()
         self._lock = threading.Lock()
-        self._reconstruction: Optional[Any] = None
+        self._latest: Optional[LatestReconstruction] = None
         self._images_received = 0
+        self._input_rate, self._pair_rate, self._output_rate = (
+            RateMeter(), RateMeter(), RateMeter())
+        self._problems = InputProblems(self.get_logger())
+        self._last_latency = float("nan")
+        self._last_camera_status = ""
+        self._last_diag_drops = 0
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        s = self._settings
+        if s.world_frame:
+            self.get_logger().warning(
+                f"world_frame '{s.world_frame}' is ignored: outputs are published in the "
+                "reference view's camera optical frame")
+
         self._service_group = MutuallyExclusiveCallbackGroup()
+        self._image_group = MutuallyExclusiveCallbackGroup()
+        self._timer_group = MutuallyExclusiveCallbackGroup()
         self._query_service = self.create_service(
             _query_type(), QUERY_SERVICE, self._on_query, callback_group=self._service_group)
-        s = self._settings
+        self._make_publishers()
+        self._tf_broadcaster, self._tf_buffer = self._make_tf()
+
+        self._pair_lock = threading.Lock()
+        if s.mode == "pair":
+            self._pairer = ApproximateTimePairer(s.slop, s.queue_size)
+        else:
+            self._keyframer = MonoKeyframer(s.keyframe_interval, s.keyframe_min_seconds,
+                                            s.keyframe_min_translation)
+            self._keyframe_position = None
+        self._queue = PairQueue(s.queue_size)
+        self._worker = InferenceWorker(self._queue, self._load_engine, self._process,
+                                       self._publish_result, lambda: self._settings.batch_size,
+                                       self._worker_log)
+        self._subscriptions_ = self._subscribe_images()
+        self._diag_timer = self.create_timer(1.0, self._publish_diagnostics,
+                                             callback_group=self._timer_group)
+        if start_worker:
+            self._worker.start()
         self.get_logger().info(
             f"ready: service {self._query_service.service_name}, mode '{s.mode}', "
             f"model '{s.model_config}', device '{s.device}', images on "
-            f"{', '.join(self.image_topic_names())}")
+            f"{', '.join(self.image_topic_names())} ({s.qos} QoS); loading the model")
 
     # -- settings -----------------------------------------------------------------------
     @property
@@ -99,15 +190,187 @@ class LsmNode(Node):
         self._settings = new
         return SetParametersResult(successful=True)
 
-    # -- reconstruction -------------------------------------------------------------------
-    def set_reconstruction(self, reconstruction: Any) -> None:
-        """Publish a new latest reconstruction for queries (thread-safe)."""
-        with self._lock:
-            self._reconstruction = reconstruction
+    # -- set-up ---------------------------------------------------------------------------
+    def _image_qos(self) -> QoSProfile:
+        depth = self._settings.queue_size
+        if self._settings.qos == "reliable":
+            return QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE,
+                              history=HistoryPolicy.KEEP_LAST)
+        qos = QoSProfile(**{k: getattr(qos_profile_sensor_data, k)
+                            for k in ("reliability", "durability", "history")}, depth=depth)
+        return qos
 
-    def latest_reconstruction(self) -> Optional[Any]:
+    def _make_publishers(self) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray
+        from geometry_msgs.msg import PoseArray
+        from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+        depth = 2
+        self._pub_points = self.create_publisher(PointCloud2, "~/points", depth)
+        self._pub_poses = self.create_publisher(PoseArray, "~/poses", depth)
+        self._pub_camera_info = self.create_publisher(CameraInfo, "~/camera_info", depth)
+        self._pub_images = {name: self.create_publisher(Image, f"~/{name}", depth)
+                            for name in OUTPUT_IMAGE_TOPICS}
+        self._pub_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+
+    def _make_tf(self):
+        try:
+            import tf2_ros  # noqa: F401
+            from tf2_ros import TransformBroadcaster
+        except ImportError:
+            self.get_logger().info(
+                "tf2_ros is not importable: camera transforms are not broadcast on /tf "
+                "(both camera poses are on ~/poses); mono keyframes use time only")
+            return None, None
+        broadcaster = TransformBroadcaster(self)
+        buffer = None
+        if self._settings.mode == "mono" and self._settings.odom_frame:
+            from tf2_ros import Buffer, TransformListener
+
+            buffer = Buffer()
+            self._tf_listener = TransformListener(buffer, self)
+        return broadcaster, buffer
+
+    def _subscribe_images(self):
+        from sensor_msgs.msg import Image
+
+        qos = self._image_qos()
+        topics = self.image_topic_names()
+        subs = []
+        for camera, topic in enumerate(topics):
+            subs.append(self.create_subscription(
+                Image, topic, lambda msg, c=camera, t=topic: self._on_image(msg, c, t), qos,
+                callback_group=self._image_group))
+        return subs
+
+    # -- inputs ---------------------------------------------------------------------------
+    def _on_image(self, msg, camera: int, topic: str) -> None:
+        """Executor thread: convert, pair, enqueue. Never runs the model."""
+        self._images_received += 1
+        self._input_rate.tick()
+        try:
+            rgb = imgmsg_to_rgb(msg)
+        except ImageConversionError as exc:
+            self._problems.report(topic, str(exc))
+            return
+        stamp = _stamp_seconds(msg.header)
+        with self._pair_lock:
+            if self._settings.mode == "pair":
+                pair = self._pairer.add(camera, stamp, (rgb, msg.header))
+            else:
+                pair = self._keyframer.add(stamp, (rgb, msg.header),
+                                           self._motion_since_keyframe(msg.header))
+                if pair is not None and self._tf_buffer is not None:
+                    self._keyframe_position = self._camera_position(msg.header)
+        if pair is None:
+            return
+        (rgb0, header0), (rgb1, header1) = pair[0].item, pair[1].item
+        if rgb0.shape != rgb1.shape:
+            where = " and ".join(self.image_topic_names())
+            self._problems.report(where, (
+                f"the two images of a pair differ in size ({rgb0.shape[1]}x{rgb0.shape[0]} vs "
+                f"{rgb1.shape[1]}x{rgb1.shape[0]}); both views must have the same resolution"))
+            return
+        self._pair_rate.tick()
+        self._queue.put(PairJob(images=(rgb0, rgb1), headers=(header0, header1)))
+
+    def _camera_position(self, header):
+        """Camera position in odom_frame at the image stamp via TF, or None."""
+        if self._tf_buffer is None:
+            return None
+        try:
+            frame = self._settings.camera_frame or header.frame_id
+            t = self._tf_buffer.lookup_transform(
+                self._settings.odom_frame, frame, rclpy.time.Time.from_msg(header.stamp))
+            v = t.transform.translation
+            return (v.x, v.y, v.z)
+        except Exception:
+            return None
+
+    def _motion_since_keyframe(self, header) -> Optional[float]:
+        if self._tf_buffer is None or self._keyframe_position is None:
+            return None
+        now = self._camera_position(header)
+        if now is None:
+            return None
+        return math.dist(now, self._keyframe_position)
+
+    # -- worker side ----------------------------------------------------------------------
+    def _worker_log(self, level: str, text: str) -> None:
+        getattr(self.get_logger(), level)(text)
+
+    def _load_engine(self):
+        from lsm_ros.engine import load_engine
+
+        s = self._settings
+        engine = load_engine(s.model_config, s.checkpoint, s.device, s.precision)
+        self.get_logger().info(
+            f"model loaded on {engine.device} ({engine.precision}) in "
+            f"{engine.load_seconds:.1f} s; {SCALE_NOTE}")
+        return engine
+
+    def _process(self, engine, jobs: List[PairJob]):
+        from lsm_ros.engine import reconstruct_batch
+
+        s = self._settings
+        return reconstruct_batch(engine, [tuple(j.images) for j in jobs], s.labels,
+                                 s.confidence_threshold, s.point_stride, s.max_points)
+
+    def _output_headers(self, job: PairJob):
+        from lsm_ros.messages import copy_header
+
+        s = self._settings
+        ref_frame = s.camera_frame or job.headers[0].frame_id or "camera_optical_frame"
+        view1_frame = (job.headers[1].frame_id if s.mode == "pair" and job.headers[1].frame_id
+                       and not s.camera_frame else ref_frame)
+        return copy_header(job.headers[0], ref_frame), copy_header(job.headers[1], view1_frame)
+
+    def _publish_result(self, job: PairJob, result) -> None:
+        if not self.context.ok():  # shutting down: the publishers are gone
+            return
+        try:
+            self._publish_outputs(job, result)
+        except Exception:
+            if self.context.ok():
+                raise
+
+    def _publish_outputs(self, job: PairJob, result) -> None:
+        from lsm_ros import messages
+
+        rec, outputs, timings = result
+        header0, header1 = self._output_headers(job)
+        self._pub_points.publish(messages.cloud_msg(outputs, header0))
+        self._pub_poses.publish(messages.pose_array_msg(outputs, header0))
+        w, h = outputs.image_sizes[0]
+        self._pub_camera_info.publish(
+            messages.camera_info_msg(outputs.intrinsics[0], w, h, header0))
+        for name, msg in messages.image_msgs(outputs, header0).items():
+            self._pub_images[name].publish(msg)
+        if self._tf_broadcaster is not None:
+            child = [header0.frame_id, f"{header0.frame_id}_lsm_view_1"]
+            self._tf_broadcaster.sendTransform(
+                messages.transform_msgs(outputs, header0, child))
         with self._lock:
-            return self._reconstruction
+            self._latest = LatestReconstruction(rec, (header0, header1), outputs.labels)
+        self._output_rate.tick()
+        now = self.get_clock().now().nanoseconds * 1e-9
+        self._last_latency = now - _stamp_seconds(job.headers[0])
+        self._last_camera_status = outputs.camera_status
+
+    # -- reconstruction -------------------------------------------------------------------
+    def set_reconstruction(self, reconstruction: Any, headers: Optional[Sequence[Any]] = None
+                           ) -> None:
+        """Replace the latest reconstruction for queries (thread-safe)."""
+        from std_msgs.msg import Header
+
+        headers = headers or (Header(), Header())
+        with self._lock:
+            self._latest = LatestReconstruction(reconstruction, tuple(headers),
+                                                self._settings.labels)
+
+    def latest_reconstruction(self) -> Optional[LatestReconstruction]:
+        with self._lock:
+            return self._latest
 
     # -- service --------------------------------------------------------------------------
     def _on_query(self, request, response):
@@ -116,16 +379,83 @@ class LsmNode(Node):
         if problem:
             self.get_logger().info(f"query rejected: {problem}")
             return query_logic.reject(response, problem)
-        reconstruction = self.latest_reconstruction()
-        if reconstruction is None:
-            return query_logic.reject(response, query_logic.no_reconstruction_message(
-                self.image_topic_names(), settings.mode, self._images_received))
-        return self.answer_query(reconstruction, request, response)
+        latest = self.latest_reconstruction()
+        if latest is None:
+            message = query_logic.no_reconstruction_message(
+                self.image_topic_names(), settings.mode, self._images_received)
+            if self._worker.state != "ready":
+                message += f"; model {self._worker.state}"
+                if self._worker.error:
+                    message += f": {self._worker.error}"
+            return query_logic.reject(response, message)
+        return self.answer_query(latest, request, response)
 
-    def answer_query(self, reconstruction: Any, request, response):
-        """Answer a valid query from ``reconstruction``; the inference layer overrides it."""
-        return query_logic.reject(
-            response, "this node build cannot answer queries from a reconstruction yet")
+    def answer_query(self, latest: LatestReconstruction, request, response):
+        """Answer a valid query from ``latest`` (runs in the service thread)."""
+        view, problem = query_logic.requested_view(request)
+        if problem:
+            return query_logic.reject(response, problem)
+        settings = self._settings
+        threshold = query_logic.effective_threshold(request, settings)
+        try:
+            result = latest.reconstruction.query(
+                request.label.strip(), list(settings.labels), view=view, threshold=threshold,
+                min_confidence=max(1.0, settings.confidence_threshold))
+        except Exception as exc:
+            self.get_logger().error(f"query {request.label!r} failed: {exc}")
+            return query_logic.reject(response, f"query failed: {type(exc).__name__}: {exc}")
+        if not result.found:
+            response.header = latest.headers[0]
+            return query_logic.reject(response, result.message)
+        return query_logic.fill_answer(response, result, latest.headers[view],
+                                       latest.headers[0])
+
+    # -- diagnostics ----------------------------------------------------------------------
+    def diagnostics_values(self) -> Dict[str, object]:
+        w, q = self._worker, self._queue
+        engine = w.engine
+        return {
+            "model state": w.state + (f" ({w.error})" if w.error else ""),
+            "device": engine.device if engine is not None else self._settings.device,
+            "precision": engine.precision if engine is not None else self._settings.precision,
+            "mode": self._settings.mode,
+            "images received": self._images_received,
+            "input rate (images/s)": self._input_rate.rate(),
+            "pairs formed": self._pair_rate.count,
+            "pair rate (pairs/s)": self._pair_rate.rate(),
+            "reconstructions": self._output_rate.count,
+            "processing rate (reconstructions/s)": self._output_rate.rate(),
+            "last batch time (s)": w.last_batch_seconds,
+            "latency (s)": self._last_latency,
+            "queue depth": len(q),
+            "queue size": q.maxsize,
+            "queue drops": q.dropped,
+            "inputs dropped (malformed)": self._problems.total,
+            "inference failures": w.failures,
+            "camera recovery": self._last_camera_status,
+            "units": SCALE_NOTE,
+        }
+
+    def _publish_diagnostics(self) -> None:
+        values = self.diagnostics_values()
+        w = self._worker
+        drops = self._queue.dropped
+        if w.state == "failed":
+            level, message = "error", f"model failed to load: {w.error}"
+        elif w.state != "ready":
+            level, message = "warn", f"model {w.state}"
+        elif drops > self._last_diag_drops:
+            level, message = "warn", (f"dropping pairs: inference slower than input "
+                                      f"({drops} dropped so far)")
+        else:
+            level, message = "ok", "running"
+        self._last_diag_drops = drops
+        self._pub_diagnostics.publish(diagnostic_array(
+            self.get_clock().now().to_msg(), level, message, str(values["device"]), values))
+
+    def destroy_node(self):
+        self._worker.stop(timeout=5.0)
+        return super().destroy_node()
 
 
 def _parameter_failure(exc: BaseException) -> str:
@@ -155,7 +485,7 @@ def main(args: Optional[List[str]] = None) -> int:
         except (ParameterError, ParameterException) as exc:
             print(_parameter_failure(exc), file=sys.stderr)
             return EXIT_BAD_PARAMETERS
-        executor = MultiThreadedExecutor(num_threads=2)
+        executor = MultiThreadedExecutor(num_threads=4)
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):

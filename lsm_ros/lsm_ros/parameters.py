@@ -101,8 +101,8 @@ PARAMETER_SPECS: Tuple[ParameterSpec, ...] = (
                   choices=("fp32", "fp16", "bf16")),
     ParameterSpec("mode", "pair", _S.PARAMETER_STRING,
                   "'pair': two cameras, views from image_topics[0] and [1] matched by stamp; "
-                  "'mono': one camera, a pair is a frame and the keyframe keyframe_interval "
-                  "frames before it.",
+                  "'mono': one moving camera, each new keyframe is paired with the previous "
+                  "keyframe (the new one is the reference view).",
                   choices=("pair", "mono")),
     ParameterSpec("image_topics", ["image_0", "image_1"], _S.PARAMETER_STRING_ARRAY,
                   "Image topics (sensor_msgs/Image), relative names resolve in the node's "
@@ -111,16 +111,28 @@ PARAMETER_SPECS: Tuple[ParameterSpec, ...] = (
                   "Largest stamp difference, in seconds, between the two images of a pair "
                   "(mode 'pair').", float_range=(0.0, 10.0)),
     ParameterSpec("keyframe_interval", 10, _S.PARAMETER_INTEGER,
-                  "Mode 'mono': frames between the two views of a pair.",
+                  "Mode 'mono': at least this many frames from one keyframe to the next.",
                   int_range=(1, 10000)),
+    ParameterSpec("keyframe_min_seconds", 0.5, _S.PARAMETER_DOUBLE,
+                  "Mode 'mono': at least this many seconds (image stamps) from one keyframe "
+                  "to the next.", float_range=(0.0, 3600.0)),
+    ParameterSpec("keyframe_min_translation", 0.1, _S.PARAMETER_DOUBLE,
+                  "Mode 'mono': at least this camera motion, metres, between keyframes; "
+                  "checked only when odom_frame is set and tf2_ros is importable.",
+                  float_range=(0.0, 1000.0)),
+    ParameterSpec("odom_frame", "", _S.PARAMETER_STRING,
+                  "Mode 'mono': odometry frame used (through TF) to measure camera motion "
+                  "between keyframes; '' = no motion check."),
     ParameterSpec("queue_size", 10, _S.PARAMETER_INTEGER,
-                  "Depth of the image subscriptions and of the pair-matching queue.",
+                  "Depth of the image subscriptions, of the pair matching and of the "
+                  "inference queue (full: the oldest pair is dropped and counted).",
                   int_range=(1, 1000)),
     ParameterSpec("batch_size", 1, _S.PARAMETER_INTEGER,
                   "Image pairs per inference call.", int_range=(1, 64)),
     ParameterSpec("labels", list(DEFAULT_LABELS), _S.PARAMETER_STRING_ARRAY,
-                  "Class names for the per-point semantic labels (label index = position "
-                  "in this list).", read_only=False,
+                  "Vocabulary of the label images and per-point labels (label index = "
+                  "position in this list); /lsm/query accepts any label and uses these "
+                  "as its competing classes.", read_only=False,
                   additional_constraints="non-empty list of distinct, non-empty, printable "
                                          "names of at most max_label_length characters"),
     ParameterSpec("confidence_threshold", 1.5, _S.PARAMETER_DOUBLE,
@@ -139,8 +151,8 @@ PARAMETER_SPECS: Tuple[ParameterSpec, ...] = (
     ParameterSpec("camera_frame", "", _S.PARAMETER_STRING,
                   "Camera optical frame id; '' = the frame_id of the incoming images."),
     ParameterSpec("world_frame", "", _S.PARAMETER_STRING,
-                  "Frame of published reconstructions; '' = the optical frame of the "
-                  "reference (first) view."),
+                  "Reserved: outputs are always in the reference view's optical frame "
+                  "(a non-empty value is reported once and ignored)."),
     ParameterSpec("qos", "sensor_data", _S.PARAMETER_STRING,
                   "QoS of the image subscriptions: 'sensor_data' (best effort) or "
                   "'reliable'.", choices=("sensor_data", "reliable")),
@@ -164,6 +176,9 @@ class LsmSettings:
     image_topics: Tuple[str, ...] = ("image_0", "image_1")
     slop: float = 0.05
     keyframe_interval: int = 10
+    keyframe_min_seconds: float = 0.5
+    keyframe_min_translation: float = 0.1
+    odom_frame: str = ""
     queue_size: int = 10
     batch_size: int = 1
     labels: Tuple[str, ...] = DEFAULT_LABELS

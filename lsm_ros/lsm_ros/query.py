@@ -1,7 +1,8 @@
 """Checks and answers of the ``/lsm/query`` service (lsm_ros_interfaces/srv/Query).
 
-Pure functions over the request/response messages so that the node stays thin and the
-inference side can later fill a successful answer.
+Pure functions over the request/response messages so that the node stays thin.
+Queries are open-vocabulary: any valid label is embedded and compared with the
+reconstruction; the node's ``labels`` are the competing classes (negatives).
 """
 from __future__ import annotations
 
@@ -18,15 +19,42 @@ def request_problem(request, settings: LsmSettings) -> Optional[str]:
     problem = label_problem(request.label, settings.max_label_length)
     if problem:
         return problem
-    if match_label(request.label, settings.labels) is None:
-        return (f"unknown label {request.label!r}: not one of the node's labels "
-                f"{list(settings.labels)} (the 'labels' parameter can be changed at run time)")
     threshold = float(request.threshold)
     if math.isnan(threshold) or not 0.0 <= threshold <= 1.0:
         return f"threshold {threshold} is outside [0, 1] (0 = node default)"
     if request.view < -1:
         return f"view {request.view} is invalid (>= 0 selects an input view, -1 the latest)"
     return None
+
+
+def requested_view(request, num_views: int = 2):
+    """``(view index, None)`` or ``(None, reason)``; -1 (VIEW_LATEST) = reference view 0."""
+    view = 0 if request.view == -1 else int(request.view)
+    if not 0 <= view < num_views:
+        return None, (f"unknown view {request.view}: a reconstruction has views 0 (reference) "
+                      f"to {num_views - 1}, or -1 for the latest reference view")
+    return view, None
+
+
+def fill_answer(response, result, view_header, reference_header):
+    """Fill ``response`` from an lsm QueryResult that was found; returns it.
+
+    mask: mono8 at the original resolution of the requested view (header = that view);
+    points/centroid/extent: reference frame (header = reference view).
+    """
+    from lsm_ros.image_conversion import mask_to_imgmsg
+    from lsm_ros.pointcloud import make_pointcloud
+
+    response.success = True
+    response.message = result.message
+    response.header = reference_header
+    response.mask = mask_to_imgmsg(result.mask_original, view_header)
+    response.points = make_pointcloud(result.points, header=reference_header)
+    response.centroid.x, response.centroid.y, response.centroid.z = (
+        float(v) for v in result.centroid)
+    response.extent.x, response.extent.y, response.extent.z = (float(v) for v in result.extent)
+    response.score = float(result.score)
+    return response
 
 
 def match_label(label: str, labels: Sequence[str]) -> Optional[int]:
