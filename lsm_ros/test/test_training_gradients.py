@@ -132,7 +132,7 @@ def test_adamw_steps_on_one_batch_lower_the_loss():
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     with torch.no_grad():
         final = float(compute_loss(model, batch, emb)[0])
     print("losses", [round(x, 3) for x in losses], "final", round(final, 3))

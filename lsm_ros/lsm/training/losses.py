@@ -78,8 +78,8 @@ def photometric_loss(rendered: torch.Tensor, target: torch.Tensor, ssim_weight: 
     l1 = (rendered - target).abs().mean()
     if ssim_weight > 0:
         s = ssim(rendered, target)
-        return l1 + ssim_weight * (1 - s), {"l1": float(l1), "ssim": float(s)}
-    return l1, {"l1": float(l1)}
+        return l1 + ssim_weight * (1 - s), {"l1": float(l1.detach()), "ssim": float(s.detach())}
+    return l1, {"l1": float(l1.detach())}
 
 
 def teacher_features(labels: torch.Tensor, class_embeddings: torch.Tensor, ignore_index: int = 255):

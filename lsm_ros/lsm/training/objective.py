@@ -69,7 +69,7 @@ def compute_loss(model, batch: dict, class_embeddings: torch.Tensor,
     teacher, tvalid = teacher_features(labels.flatten(0, 1), class_embeddings.to(feats.dtype))
     l_sem = semantic_loss(model.expand_features(feats), teacher, tvalid)
     total = weights.pointmap * l_pts + weights.photometric * l_photo + weights.semantic * l_sem
-    logs.update(pointmap=float(l_pts), photometric=float(l_photo), semantic=float(l_sem))
+    logs.update(pointmap=float(l_pts.detach()), photometric=float(l_photo.detach()), semantic=float(l_sem.detach()))
 
     extractor = model.lseg_feature_extractor
     if weights.distill > 0 and any(p.requires_grad for p in extractor.parameters()):
@@ -78,6 +78,6 @@ def compute_loss(model, batch: dict, class_embeddings: torch.Tensor,
         v_ctx = tvalid.unflatten(0, (B, V))[:, :2].transpose(0, 1).flatten(0, 1)
         l_dist = semantic_loss(out.semantic_2d, t_ctx, v_ctx)
         total = total + weights.distill * l_dist
-        logs["distill"] = float(l_dist)
-    logs["loss"] = float(total)
+        logs["distill"] = float(l_dist.detach())
+    logs["loss"] = float(total.detach())
     return total, logs

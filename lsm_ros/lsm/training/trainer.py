@@ -128,9 +128,13 @@ class Trainer:
     def train(self, progress: bool = True) -> list[dict]:
         cfg = self.cfg
         sampler = StepSampler(self.step, cfg.steps, cfg.batch_size, self.rank, self.world, len(self.dataset))
+        # a private generator: creating the loader's iterator draws seeds from it, and from the
+        # global RNG otherwise, which would shift the model's own randomness (PTv3 order
+        # shuffling) after a resume and break "the same curve"
         loader = DataLoader(self.dataset, batch_size=cfg.batch_size, sampler=sampler,
                             num_workers=cfg.workers, collate_fn=self.collate,
-                            persistent_workers=False, prefetch_factor=2 if cfg.workers else None)
+                            persistent_workers=False, prefetch_factor=2 if cfg.workers else None,
+                            generator=torch.Generator().manual_seed(cfg.seed + self.step))
         bar = None
         if progress and self.rank == 0:
             from tqdm import tqdm
