@@ -485,6 +485,10 @@ def main(args: Optional[List[str]] = None) -> int:
         except (ParameterError, ParameterException) as exc:
             print(_parameter_failure(exc), file=sys.stderr)
             return EXIT_BAD_PARAMETERS
+        except Exception:
+            if not rclpy.ok():  # Ctrl-C / SIGTERM arrived while the node was starting
+                return 0
+            raise
         executor = MultiThreadedExecutor(num_threads=4)
         executor.add_node(node)
         executor.spin()
