@@ -13,6 +13,8 @@ node namespace):
   ``~/depth`` (32FC1, rendered), ``~/rendered`` (rgb8); ``/tf`` when tf2_ros is
   importable; ``/diagnostics`` once a second.
 * service ``lsm/query`` (lsm_ros_interfaces/srv/Query) -> ``/lsm/query``.
+* service ``~/save_scene`` (std_srvs/Trigger): writes the latest reconstruction under
+  ``save_directory`` (gaussians.ply, points.ply, cameras.json; see lsm_ros.scene_export).
 
 All 3-D outputs are in model units: metric only up to an unknown global scale.
 
@@ -79,6 +81,7 @@ class LatestReconstruction:
     reconstruction: Any
     headers: Sequence[Any]  # output headers of view 0 and 1 (frame ids resolved)
     labels: Sequence[str]
+    outputs: Any = None  # lsm_ros.outputs.ReconstructionOutputs as published
 
 
 class InputProblems:
@@ -136,6 +139,10 @@ class LsmNode(Node):
         self._timer_group = MutuallyExclusiveCallbackGroup()
         self._query_service = self.create_service(
             _query_type(), QUERY_SERVICE, self._on_query, callback_group=self._service_group)
+        from std_srvs.srv import Trigger
+
+        self._save_service = self.create_service(
+            Trigger, "~/save_scene", self._on_save_scene, callback_group=self._service_group)
         self._make_publishers()
         self._tf_broadcaster, self._tf_buffer = self._make_tf()
 
@@ -351,7 +358,7 @@ class LsmNode(Node):
             self._tf_broadcaster.sendTransform(
                 messages.transform_msgs(outputs, header0, child))
         with self._lock:
-            self._latest = LatestReconstruction(rec, (header0, header1), outputs.labels)
+            self._latest = LatestReconstruction(rec, (header0, header1), outputs.labels, outputs)
         self._output_rate.tick()
         now = self.get_clock().now().nanoseconds * 1e-9
         self._last_latency = now - _stamp_seconds(job.headers[0])
@@ -409,6 +416,33 @@ class LsmNode(Node):
             return query_logic.reject(response, result.message)
         return query_logic.fill_answer(response, result, latest.headers[view],
                                        latest.headers[0])
+
+    def _on_save_scene(self, request, response):
+        """Write the latest reconstruction to a new folder under ``save_directory``."""
+        from pathlib import Path
+
+        from lsm_ros.scene_export import save_scene
+
+        latest = self.latest_reconstruction()
+        if latest is None or latest.outputs is None:
+            response.success, response.message = False, "no reconstruction yet"
+            return response
+        header = latest.headers[0]
+        stamp = _stamp_seconds(header)
+        folder = Path(self._settings.save_directory).expanduser() / (
+            f"scene_{header.stamp.sec}_{header.stamp.nanosec:09d}")
+        try:
+            files = save_scene(folder, latest.reconstruction, latest.outputs, stamp,
+                               header.frame_id)
+        except Exception as exc:  # disk full, permissions, ...: answer, keep running
+            self.get_logger().error(f"save_scene to {folder} failed: {exc}")
+            response.success, response.message = False, f"saving to {folder} failed: {exc}"
+            return response
+        response.success = True
+        response.message = str(folder.resolve())
+        self.get_logger().info(f"saved the scene of stamp {stamp:.3f} to {folder} "
+                               f"({', '.join(p.name for p in files.values())})")
+        return response
 
     # -- diagnostics ----------------------------------------------------------------------
     def diagnostics_values(self) -> Dict[str, object]:

@@ -156,6 +156,10 @@ PARAMETER_SPECS: Tuple[ParameterSpec, ...] = (
     ParameterSpec("qos", "sensor_data", _S.PARAMETER_STRING,
                   "QoS of the image subscriptions: 'sensor_data' (best effort) or "
                   "'reliable'.", choices=("sensor_data", "reliable")),
+    ParameterSpec("save_directory", "lsm_scenes", _S.PARAMETER_STRING,
+                  "Folder where ~/save_scene writes the latest reconstruction (one sub-folder "
+                  "per call: gaussians.ply, points.ply, cameras.json); relative to the "
+                  "node's working directory.", read_only=False),
     ParameterSpec("max_label_length", 64, _S.PARAMETER_INTEGER,
                   "Longest accepted label, in characters (labels parameter and /lsm/query).",
                   int_range=(1, 1024)),
@@ -189,6 +193,7 @@ class LsmSettings:
     camera_frame: str = ""
     world_frame: str = ""
     qos: str = "sensor_data"
+    save_directory: str = "lsm_scenes"
     max_label_length: int = 64
 
     def replace(self, **changes: Any) -> "LsmSettings":

@@ -130,17 +130,3 @@ def test_node_stops_cleanly_on_sigterm(params_file, tmp_path):
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=15) == 0, (tmp_path / "term.log").read_text()
 
-
-def test_demo_command_answers_a_query(tmp_path):
-    """`make demo` runs this console script: node + client, exit 0 after a real answer."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    demo = Path(sys.executable).parent / "lsm_demo"
-    out = subprocess.run([str(demo), "--label", "sofa"], capture_output=True, text=True,
-                         timeout=120)
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert "/lsm/query label='sofa' answered" in out.stdout
-    assert "message: no reconstruction yet" in out.stdout
-    assert "lsm_node exited with status 0" in out.stdout

@@ -1,0 +1,91 @@
+"""The README's main-job command, shortened: lsm_demo over real DDS, then its output folder.
+
+One pair in pair mode and one keyframe pair in mono mode, at a small camera resolution.
+Checks that the files hold real content: labelled points, a 3DGS file with one Gaussian per
+input pixel, panels, poses close to the true ones, and query answers for a synonym.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy")
+pytest.importorskip("lsm_ros_interfaces")
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "out"
+    demo = Path(sys.executable).parent / "lsm_demo"
+    run = subprocess.run([str(demo), "--out", str(out), "--pairs", "1", "--mono-frames", "5",
+                          "--keyframe-interval", "4", "--size", "240x320",
+                          "--query", "couch", "bed", "floor"],
+                         capture_output=True, text=True, timeout=600)
+    return run, out
+
+
+def test_demo_exits_0_and_prints_the_summary(demo_run):
+    run, _ = demo_run
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "==== lsm_demo summary ====" in run.stdout
+    assert "reconstructions: 2 (1 pair mode, 1 mono mode)" in run.stdout
+    assert "result: OK" in run.stdout
+    assert "[lsm_demo" in run.stdout  # progress lines while it runs
+
+
+def test_demo_writes_panels_and_labelled_clouds(demo_run):
+    import cv2
+    from lsm.io.ply import load_ply_vertices
+
+    _, out = demo_run
+    for name in ("pair_000", "mono_000"):
+        panel = cv2.imread(str(out / f"{name}.png"))
+        assert panel is not None and panel.shape[0] >= 480 and panel.std() > 10, name
+        cloud = load_ply_vertices(out / f"{name}_points.ply")
+        assert len(cloud) > 100
+        assert {"x", "y", "z", "red", "label", "confidence"} <= set(cloud.dtype.names)
+        assert np.isfinite(cloud["x"]).all() and cloud["label"].max() < 8
+        assert len(np.unique(cloud["label"])) >= 2  # more than one class in a room
+
+
+def test_demo_saves_the_scene_as_3dgs_ply(demo_run):
+    from lsm.io.ply import load_ply_vertices
+
+    _, out = demo_run
+    g = load_ply_vertices(out / "scene" / "gaussians.ply")
+    assert len(g) == 2 * 128 * 128  # one Gaussian per input pixel of the embedded model
+    names = set(g.dtype.names)
+    assert {"f_dc_0", "opacity", "scale_0", "rot_0", "semantic_0"} <= names
+    assert np.isfinite(g["x"]).all()
+    cams = json.loads((out / "scene" / "cameras.json").read_text())
+    assert np.allclose(cams["c2w"][0], np.eye(4), atol=1e-5)
+    assert load_ply_vertices(out / "scene" / "points.ply").size > 100
+
+
+def test_demo_poses_are_close_to_the_truth(demo_run):
+    _, out = demo_run
+    poses = json.loads((out / "poses.json").read_text())
+    assert [p["mode"] for p in poses] == ["pair", "mono"]
+    for p in poses:
+        assert p["rotation_error_deg"] < 10.0, p
+        assert p["translation_direction_error_deg"] < 45.0, p
+        assert abs(p["estimated_focal_px"] / p["true_focal_px"] - 1) < 0.25, p
+
+
+def test_demo_queries_include_a_synonym_and_a_present_class(demo_run):
+    _, out = demo_run
+    summary = json.loads((out / "summary.json").read_text())
+    queries = summary["queries"]
+    assert {q["label"] for q in queries} == {"couch", "bed", "floor"}
+    floor = [q for q in queries if q["label"] == "floor"]
+    assert all(q["success"] and q["iou"] > 0.3 for q in floor), floor
+    couch = [q for q in queries if q["label"] == "couch"]
+    assert all(q["true_class"] == "sofa" for q in couch)
+    assert summary["problems"] == []
