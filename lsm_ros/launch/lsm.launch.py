@@ -2,19 +2,21 @@
 
     ros2 launch lsm_ros lsm.launch.py [params_file:=...] [namespace:=robot1]
         [image_0:=/cam_left/image_raw] [image_1:=/cam_right/image_raw]
-        [device:=cuda] [checkpoint:=/path/to/model.pth]
+        [device:=cuda] [checkpoint:=/path/to/model.pth] [use_rviz:=true]
 
 Equivalent without ROS's launch tools (e.g. a venv with the PyPI ROS 2 wheels):
 
     lsm_node --ros-args --params-file config/lsm.yaml -r __ns:=/robot1 \
         -r image_0:=/cam_left/image_raw -r image_1:=/cam_right/image_raw \
         -p device:=cuda -p checkpoint:=/path/to/model.pth
+    rviz2 -d config/lsm.rviz     # what use_rviz:=true starts
 """
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
+from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
@@ -28,6 +30,8 @@ LAUNCH_ARGUMENTS = {
     "image_1": ("image_1", "Topic of the second camera image, remaps image_1"),
     "device": ("auto", "Torch device: auto, cpu, cuda or cuda:N"),
     "checkpoint": ("", "Model checkpoint path; empty = embedded weights"),
+    "use_rviz": ("false", "Also start RViz with config/lsm.rviz (cloud by label, label "
+                          "image, camera poses)"),
 }
 
 
@@ -53,4 +57,13 @@ def generate_launch_description():
             ("image_1", LaunchConfiguration("image_1")),
         ],
     )
-    return LaunchDescription(arguments + [node])
+    rviz = Node(
+        package="rviz2",
+        executable="rviz2",
+        name="lsm_rviz",
+        namespace=LaunchConfiguration("namespace"),
+        arguments=["-d", os.path.join(get_package_share_directory("lsm_ros"), "config",
+                                      "lsm.rviz")],
+        condition=IfCondition(LaunchConfiguration("use_rviz")),
+    )
+    return LaunchDescription(arguments + [node, rviz])

@@ -9,7 +9,7 @@ import re
 import pytest
 
 EXPECTED_ARGUMENTS = {"params_file", "namespace", "image_0", "image_1", "device",
-                      "checkpoint"}
+                      "checkpoint", "use_rviz"}
 
 
 @pytest.fixture(scope="module")
@@ -47,3 +47,20 @@ def test_launch_description_with_launch_ros(launch_file):
     description = module.generate_launch_description()
     names = {a.name for a in description.get_launch_arguments()}
     assert names == EXPECTED_ARGUMENTS
+
+
+def test_rviz_config_shows_the_node_outputs(package_root):
+    import yaml
+
+    config = yaml.safe_load((package_root / "config" / "lsm.rviz").read_text())
+    displays = config["Visualization Manager"]["Displays"]
+    by_topic = {}
+    for d in displays:  # the first display of a topic is the enabled one
+        if "Topic" in d:
+            by_topic.setdefault(d["Topic"]["Value"], d)
+    cloud = by_topic["/lsm_node/points"]
+    assert cloud["Class"] == "rviz_default_plugins/PointCloud2"
+    assert cloud["Color Transformer"] == "Intensity" and cloud["Channel Name"] == "label"
+    assert by_topic["/lsm_node/labels_color"]["Class"] == "rviz_default_plugins/Image"
+    assert by_topic["/lsm_node/poses"]["Class"] == "rviz_default_plugins/PoseArray"
+    assert config["Visualization Manager"]["Global Options"]["Fixed Frame"]
