@@ -132,7 +132,8 @@ class BagRecorder:
     IGNORED = ("/rosout", "/parameter_events")
 
     def __init__(self, node, out: Path, topics: Sequence[str] = (), storage: str = "mcap",
-                 record_all: bool = False, discovery_period: float = 0.1, queue_depth: int = 100):
+                 record_all: bool = False, discovery_period: float = 0.1, queue_depth: int = 100,
+                 periodic: Sequence[str] = ("/diagnostics",)):
         if not topics and not record_all:
             raise ValueError("give topics to record or record_all=True")
         self.node = node
@@ -142,7 +143,8 @@ class BagRecorder:
         self._writer = ThreadedBagWriter(out, storage)
         self._closed = False
         self._subscriptions: Dict[str, object] = {}
-        self.last_receive = 0.0
+        self.last_receive = 0.0  # last message on a non-periodic topic (monotonic s)
+        self.periodic = set(periodic)  # published on a timer: never "quiet", not in last_receive
         self._timer = node.create_timer(discovery_period, self.discover) if discovery_period > 0 else None
 
     @property
@@ -189,7 +191,8 @@ class BagRecorder:
         def on_message(data: bytes, topic=topic, msgtype=msgtype) -> None:
             if not self._closed:
                 self._writer.write(topic, msgtype, self.node.get_clock().now().nanoseconds, data)
-                self.last_receive = time.monotonic()
+                if topic not in self.periodic:
+                    self.last_receive = time.monotonic()
 
         self._subscriptions[topic] = self.node.create_subscription(
             cls, topic, on_message, self._qos(topic), raw=True)
