@@ -34,16 +34,22 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def load_engine(model_config: str, checkpoint: str, device: str, precision: str) -> Engine:
-    """Load the model: ``checkpoint`` path, or the embedded weights when it is ''."""
-    from lsm import LSM
+def load_engine(model_config: str, checkpoint: str, device: str, precision: str,
+                dust3r: str = "", lseg: str = "", clip: str = "", keep_lsm_dust3r: bool = False,
+                keep_lsm_lseg: bool = False) -> Engine:
+    """Load the model: ``checkpoint`` path (lsm_ros file or official ``checkpoint-final.pth``
+    merged with the ``dust3r``/``lseg``/``clip`` files by the official rule, see
+    :func:`lsm.checkpoint.load_model`), or the embedded weights when it is ''."""
+    from lsm.checkpoint import load_model
 
     start = time.monotonic()
     if not checkpoint and model_config != "tiny":
         raise ValueError(f"model_config '{model_config}' has no embedded weights; set the "
                          "'checkpoint' parameter to a checkpoint file")
     dev = resolve_device(device)
-    model = LSM.load(checkpoint or None, dev)
+    model = load_model(checkpoint or None, dev, dust3r=dust3r or None, lseg=lseg or None,
+                       clip=clip or None, keep_lsm_dust3r=keep_lsm_dust3r,
+                       keep_lsm_lseg=keep_lsm_lseg, config=model_config)
     model.eval()
     text_encoder = model.text_encoder()
     effective = precision if dev.startswith("cuda") else "fp32"

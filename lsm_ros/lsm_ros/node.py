@@ -25,7 +25,8 @@ lock) while a forward pass runs.
 
 Run: ``lsm_node --ros-args --params-file config/lsm.yaml [-r __ns:=/robot1]``.
 Exit status: 0 after a normal shutdown (Ctrl-C / SIGTERM), 2 for invalid parameters or
-command-line ROS arguments.
+command-line ROS arguments, 3 when the model cannot be loaded (missing, corrupt, unsafe or
+non-fitting checkpoint: the reason is printed).
 """
 from __future__ import annotations
 
@@ -62,6 +63,7 @@ from lsm_ros.worker import InferenceWorker, PairJob, PairQueue
 NODE_NAME = "lsm_node"
 QUERY_SERVICE = "lsm/query"
 EXIT_BAD_PARAMETERS = 2
+EXIT_MODEL_FAILED = 3
 OUTPUT_IMAGE_TOPICS = ("labels", "labels_color", "depth", "rendered")
 
 
@@ -310,7 +312,9 @@ class LsmNode(Node):
         from lsm_ros.engine import load_engine
 
         s = self._settings
-        engine = load_engine(s.model_config, s.checkpoint, s.device, s.precision)
+        engine = load_engine(s.model_config, s.checkpoint, s.device, s.precision,
+                             s.dust3r_checkpoint, s.lseg_checkpoint, s.clip_checkpoint,
+                             s.keep_lsm_dust3r, s.keep_lsm_lseg)
         self.get_logger().info(
             f"model loaded on {engine.device} ({engine.precision}) in "
             f"{engine.load_seconds:.1f} s; {SCALE_NOTE}")
@@ -374,6 +378,10 @@ class LsmNode(Node):
         with self._lock:
             self._latest = LatestReconstruction(reconstruction, tuple(headers),
                                                 self._settings.labels)
+
+    def model_error(self) -> Optional[str]:
+        """Why the model failed to load (missing/corrupt/unsafe/wrong checkpoint), or None."""
+        return self._worker.error if self._worker.state == "failed" else None
 
     def latest_reconstruction(self) -> Optional[LatestReconstruction]:
         with self._lock:
@@ -525,7 +533,12 @@ def main(args: Optional[List[str]] = None) -> int:
             raise
         executor = MultiThreadedExecutor(num_threads=4)
         executor.add_node(node)
-        executor.spin()
+        while rclpy.ok() and node.model_error() is None:
+            executor.spin_once(timeout_sec=0.2)
+        if node.model_error() is not None:
+            print(f"lsm_node: cannot start: the model could not be loaded: "
+                  f"{node.model_error()}", file=sys.stderr)
+            return EXIT_MODEL_FAILED
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:

@@ -92,6 +92,22 @@ PARAMETER_SPECS: Tuple[ParameterSpec, ...] = (
     ParameterSpec("checkpoint", "", _S.PARAMETER_STRING,
                   "Path of a model checkpoint (.pt/.pth); '' = the embedded weights of "
                   "model_config."),
+    ParameterSpec("dust3r_checkpoint", "", _S.PARAMETER_STRING,
+                  "Official DUSt3R_ViTLarge_BaseDecoder_512_dpt.pth; with an official LSM "
+                  "checkpoint it replaces the LSM file's DUSt3R weights (the official loading "
+                  "rule; required unless keep_lsm_dust3r)."),
+    ParameterSpec("lseg_checkpoint", "", _S.PARAMETER_STRING,
+                  "Official LSeg demo_e200.ckpt; replaces the LSM file's LSeg weights "
+                  "(required with an official LSM checkpoint unless keep_lsm_lseg)."),
+    ParameterSpec("clip_checkpoint", "", _S.PARAMETER_STRING,
+                  "OpenAI CLIP ViT-B/32 weights (state dict or ViT-B-32.pt); replaces the "
+                  "text encoder; '' = the CLIP inside the LSeg weights."),
+    ParameterSpec("keep_lsm_dust3r", False, _S.PARAMETER_BOOL,
+                  "Keep the official LSM checkpoint's own (LSM-fine-tuned) DUSt3R weights "
+                  "instead of dust3r_checkpoint (the official demo does not)."),
+    ParameterSpec("keep_lsm_lseg", False, _S.PARAMETER_BOOL,
+                  "Keep the official LSM checkpoint's own LSeg weights instead of "
+                  "lseg_checkpoint."),
     ParameterSpec("device", "auto", _S.PARAMETER_STRING,
                   "Torch device: 'auto' (CUDA when available, else CPU), 'cpu', 'cuda' or "
                   "'cuda:N'.",
@@ -174,6 +190,11 @@ class LsmSettings:
 
     model_config: str = "tiny"
     checkpoint: str = ""
+    dust3r_checkpoint: str = ""
+    lseg_checkpoint: str = ""
+    clip_checkpoint: str = ""
+    keep_lsm_dust3r: bool = False
+    keep_lsm_lseg: bool = False
     device: str = "auto"
     precision: str = "fp32"
     mode: str = "pair"
@@ -226,6 +247,9 @@ def _check_value(spec: ParameterSpec, value: Any) -> Any:
     if spec.type == _S.PARAMETER_STRING:
         if not isinstance(value, str):
             raise ParameterError(name, f"expected a string, got {value!r}")
+    elif spec.type == _S.PARAMETER_BOOL:
+        if not isinstance(value, bool):
+            raise ParameterError(name, f"expected true or false, got {value!r}")
     elif spec.type == _S.PARAMETER_DOUBLE:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ParameterError(name, f"expected a number, got {value!r}")

@@ -130,3 +130,51 @@ def test_node_stops_cleanly_on_sigterm(params_file, tmp_path):
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=15) == 0, (tmp_path / "term.log").read_text()
 
+
+
+class _RunsCode:
+    """Unpickling this would run os.system: a checkpoint that must never be unpickled."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("kind,expected", [
+    ("missing", "not found"),
+    ("truncated", "truncated"),
+    ("code", "could run code"),
+    ("wrong_architecture", "does not fit"),
+])
+def test_node_refuses_a_bad_checkpoint_and_says_why(params_file, tmp_path, kind, expected):
+    import torch
+
+    path = tmp_path / f"{kind}.pt"
+    if kind == "truncated":
+        from lsm.checkpoint import EMBEDDED_CHECKPOINT
+
+        data = EMBEDDED_CHECKPOINT.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == "code":
+        torch.save({"format": "lsm_ros/1", "model": {"w": torch.zeros(1)},
+                    "x": _RunsCode(tmp_path / "pwned")}, path)
+    elif kind == "wrong_architecture":
+        from lsm.config import tiny
+
+        torch.save({"format": "lsm_ros/1", "config": tiny().to_dict(),
+                    "model": {"not.a.layer.weight": torch.zeros(3, 3)}}, path)
+    log = tmp_path / "node.log"
+    proc = start_lsm_node(params_file, ["-p", f"checkpoint:={path}"], log_path=log)
+    try:
+        code = proc.wait(timeout=90)
+    finally:
+        stop_process(proc)
+    text = log.read_text()
+    assert code == 3, text
+    assert "lsm_node: cannot start: the model could not be loaded" in text
+    assert expected in text and path.name in text, text
+    assert not (tmp_path / "pwned").exists()
