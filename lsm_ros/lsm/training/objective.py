@@ -43,8 +43,17 @@ def render_views(gaussians, K: torch.Tensor, rel_c2w: torch.Tensor, width: int, 
 
 
 def compute_loss(model, batch: dict, class_embeddings: torch.Tensor,
-                 weights: LossWeights = LossWeights()) -> tuple[torch.Tensor, dict]:
-    """Total loss and a dict of float logs for one batch."""
+                 weights: LossWeights = LossWeights(), render_scale: float = 1.0
+                 ) -> tuple[torch.Tensor, dict]:
+    """Total loss and a dict of float logs for one batch.
+
+    ``render_scale`` 0.5 renders the views for the photometric and semantic terms at half
+    the input resolution (intrinsics scaled; images area-averaged to match; the rendered
+    features are then already at the teacher's H/2 and only the 1x1 expansion applies).
+    It quarters the rasterisation cost, which dominates a CPU training step; 1.0 is the
+    paper's setting."""
+    if render_scale not in (0.5, 1.0):
+        raise ValueError(f"render_scale must be 0.5 or 1.0, got {render_scale}")
     images, depth, labels = batch["images"], batch["depth"], batch["labels"]
     K, c2w = batch["K"], batch["c2w"]
     B, V, _, H, W = images.shape
@@ -56,18 +65,28 @@ def compute_loss(model, batch: dict, class_embeddings: torch.Tensor,
     scale = optimal_scale(pred, gt[:, :2], valid[:, :2])  # s * gt ~ pred
 
     rel = scaled_relative_poses(c2w, scale)
+    Kr, Wr, Hr = K, W, H
+    if render_scale != 1.0:
+        Kr = K.clone()
+        Kr[..., :2, :] *= render_scale  # pixel centres at +0.5 stay consistent for a factor 1/2
+        Wr, Hr = int(W * render_scale), int(H * render_scale)
     rgb, feats = [], []
     for b in range(B):
-        r = render_views(out.gaussians[b], K[b], rel[b], W, H)
+        r = render_views(out.gaussians[b], Kr[b], rel[b], Wr, Hr)
         rgb.append(r.rgb)
         feats.append(r.features)
     rgb = torch.stack(rgb).permute(0, 1, 4, 2, 3).flatten(0, 1)  # (B*V,3,H,W)
     feats = torch.stack(feats).permute(0, 1, 4, 2, 3).flatten(0, 1)  # (B*V,F,H,W)
-    l_photo, plogs = photometric_loss(rgb, images.flatten(0, 1), weights.ssim)
+    target = images.flatten(0, 1)
+    if render_scale != 1.0:
+        target = torch.nn.functional.avg_pool2d(target, 2)
+    l_photo, plogs = photometric_loss(rgb, target, weights.ssim)
     logs.update(plogs)
 
     teacher, tvalid = teacher_features(labels.flatten(0, 1), class_embeddings.to(feats.dtype))
-    l_sem = semantic_loss(model.expand_features(feats), teacher, tvalid)
+    expanded = (model.expand_features(feats) if render_scale == 1.0
+                else model.feature_expansion[1](feats))  # already at H/2
+    l_sem = semantic_loss(expanded, teacher, tvalid)
     total = weights.pointmap * l_pts + weights.photometric * l_photo + weights.semantic * l_sem
     logs.update(pointmap=float(l_pts.detach()), photometric=float(l_photo.detach()), semantic=float(l_sem.detach()))
 

@@ -55,6 +55,9 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--ckpt-every", type=int, default=100)
+    p.add_argument("--render-scale", type=float, default=1.0, choices=(0.5, 1.0),
+                   help="render the loss views at this fraction of the input size (0.5: 4x "
+                        "cheaper rasterisation, for CPU training)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-progress", action="store_true")
     for name, default in vars(LossWeights()).items():
@@ -71,6 +74,7 @@ def main(argv=None) -> int:
     torch.manual_seed(a.seed)
     cfg = TrainConfig(steps=a.steps, batch_size=a.batch_size, lr=a.lr, warmup=a.warmup, seed=a.seed,
                       workers=a.workers, log_every=a.log_every, ckpt_every=a.ckpt_every,
+                      render_scale=a.render_scale,
                       weights=LossWeights(**{k: getattr(a, f"w_{k}") for k in vars(LossWeights())}))
     if a.init:
         model = LSM.load(a.init)

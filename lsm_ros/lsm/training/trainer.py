@@ -37,6 +37,7 @@ class TrainConfig:
     workers: int = 1
     log_every: int = 10
     ckpt_every: int = 100
+    render_scale: float = 1.0  # 0.5: photometric/semantic terms on half-resolution renders
     weights: LossWeights = field(default_factory=LossWeights)
 
 
@@ -148,7 +149,8 @@ class Trainer:
             lr = lr_at(self.step, cfg)
             for group in self.opt.param_groups:
                 group["lr"] = lr
-            loss, logs = compute_loss(self.model, batch, self.class_embeddings, cfg.weights)
+            loss, logs = compute_loss(self.model, batch, self.class_embeddings, cfg.weights,
+                                      cfg.render_scale)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             if self.world > 1:
