@@ -104,30 +104,16 @@ def reconstruction_outputs(reconstruction, labels: Sequence[str], confidence_thr
 
 def rotation_to_quaternion(R: np.ndarray) -> np.ndarray:
     """3x3 rotation -> unit quaternion ``(x, y, z, w)`` with w >= 0 (ROS order)."""
-    R = np.asarray(R, dtype=np.float64)
-    m = R
-    t = np.trace(m)
-    if t > 0:
-        s = 2.0 * np.sqrt(t + 1.0)
-        q = np.array([(m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s,
-                      (m[1, 0] - m[0, 1]) / s, 0.25 * s])
-    else:
-        i = int(np.argmax(np.diag(m)))
-        j, k = (i + 1) % 3, (i + 2) % 3
-        s = 2.0 * np.sqrt(max(1e-12, 1.0 + m[i, i] - m[j, j] - m[k, k]))
-        q = np.empty(4)
-        q[i] = 0.25 * s
-        q[j] = (m[j, i] + m[i, j]) / s
-        q[k] = (m[k, i] + m[i, k]) / s
-        q[3] = (m[k, j] - m[j, k]) / s
-    q /= np.linalg.norm(q)
+    from transforms3d.quaternions import mat2quat
+
+    w, x, y, z = mat2quat(np.asarray(R, dtype=np.float64))
+    q = np.array([x, y, z, w]) / np.linalg.norm([x, y, z, w])
     return q if q[3] >= 0 else -q
 
 
 def quaternion_to_rotation(q: Sequence[float]) -> np.ndarray:
-    """Quaternion ``(x, y, z, w)`` -> 3x3 rotation matrix."""
+    """Quaternion ``(x, y, z, w)`` (ROS order, any norm) -> 3x3 rotation matrix."""
+    from transforms3d.quaternions import quat2mat
+
     x, y, z, w = np.asarray(q, dtype=np.float64) / np.linalg.norm(q)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+    return quat2mat([w, x, y, z])
