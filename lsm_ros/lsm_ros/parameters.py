@@ -151,7 +151,7 @@ PARAMETER_SPECS: Tuple[ParameterSpec, ...] = (
                   "as its competing classes.", read_only=False,
                   additional_constraints="non-empty list of distinct, non-empty, printable "
                                          "names of at most max_label_length characters"),
-    ParameterSpec("confidence_threshold", 1.5, _S.PARAMETER_DOUBLE,
+    ParameterSpec("confidence_threshold", 0.0, _S.PARAMETER_DOUBLE,
                   "Smallest pointmap confidence (DUSt3R style, >= 1) of a published point; "
                   "0 keeps every point.", read_only=False, float_range=(0.0, 1000.0)),
     ParameterSpec("query_threshold", 0.5, _S.PARAMETER_DOUBLE,
@@ -207,7 +207,7 @@ class LsmSettings:
     queue_size: int = 10
     batch_size: int = 1
     labels: Tuple[str, ...] = DEFAULT_LABELS
-    confidence_threshold: float = 1.5
+    confidence_threshold: float = 0.0
     query_threshold: float = 0.5
     point_stride: int = 2
     max_points: int = 200000
