@@ -126,27 +126,42 @@ def test_burst_of_vga_pairs_keeps_queries_answered_memory_bounded_and_reports_dr
             i += 1
             time.sleep(max(0.0, start + i / 30.0 - time.monotonic()))
 
-    thread = threading.Thread(target=publish, daemon=True)
-    thread.start()
-    answers, memory = [], []
+    memory = []  # (seconds since the burst started, node RSS MiB)
+
+    def sample_memory():
+        start = time.monotonic()
+        while not stop.is_set():
+            memory.append((time.monotonic() - start, rss_mb(proc.pid)))
+            time.sleep(0.5)
+
+    threads = [threading.Thread(target=publish, daemon=True),
+               threading.Thread(target=sample_memory, daemon=True)]
+    for t in threads:
+        t.start()
+    answers = []
     try:
-        while thread.is_alive():
+        while threads[0].is_alive():
             asked = time.monotonic()
-            r = call_query(client.node, "floor", server_process=proc, timeout=15)
+            r = call_query(client.node, "floor", server_process=proc, timeout=20)
             answers.append((time.monotonic() - asked, r.success or bool(r.message)))
-            memory.append(rss_mb(proc.pid))
             client.spin_for(1.0)
     finally:
         stop.set()
-        thread.join()
+        for t in threads:
+            t.join()
     client.spin_for(3.0)
     print(f"published {published[0]} images; {len(answers)} queries, slowest answer "
           f"{max(a for a, _ in answers):.2f} s; node RSS MiB over the burst: "
-          f"{[round(m) for m in memory]}")
+          f"{[round(m) for _, m in memory[::4]]}")
     assert published[0] > 1000
-    assert len(answers) >= 10 and all(ok for _, ok in answers)
-    half = len(memory) // 2
-    assert max(memory[half:]) < max(memory[:half]) + 400, memory  # bounded, not growing
+    # answered all along (2 cores shared by 60 images/s, inference and the service: an
+    # answer can take seconds, see the printed slowest one)
+    assert len(answers) >= 3 and all(ok for _, ok in answers)
+    # bounded: over the last 15 s (900 more images, ~830 MB if they were kept) the node
+    # grows by much less than the images it received
+    late = [m for t, m in memory if t >= 15.0]
+    at_15 = min(late)
+    assert max(late) - at_15 < 500, memory
     values = diagnostic_values(client.received["diagnostics"][-1])
     assert int(values["queue drops"]) > 0, values
     assert int(values["queue size"]) == 4
