@@ -314,7 +314,7 @@ class LsmNode(Node):
         s = self._settings
         engine = load_engine(s.model_config, s.checkpoint, s.device, s.precision,
                              s.dust3r_checkpoint, s.lseg_checkpoint, s.clip_checkpoint,
-                             s.keep_lsm_dust3r, s.keep_lsm_lseg)
+                             s.keep_lsm_dust3r, s.keep_lsm_lseg, s.cpu_threads)
         self.get_logger().info(
             f"model loaded on {engine.device} ({engine.precision}) in "
             f"{engine.load_seconds:.1f} s; {SCALE_NOTE}")

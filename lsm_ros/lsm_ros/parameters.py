@@ -112,6 +112,10 @@ PARAMETER_SPECS: Tuple[ParameterSpec, ...] = (
                   "Torch device: 'auto' (CUDA when available, else CPU), 'cpu', 'cuda' or "
                   "'cuda:N'.",
                   additional_constraints="auto, cpu, cuda or cuda:N"),
+    ParameterSpec("cpu_threads", 0, _S.PARAMETER_INTEGER,
+                  "torch CPU threads for inference; 0 = all cores but one (at least 1), so "
+                  "that image callbacks and services keep a core while a forward pass runs.",
+                  int_range=(0, 1024)),
     ParameterSpec("precision", "fp32", _S.PARAMETER_STRING,
                   "Inference precision; fp16/bf16 only take effect on CUDA.",
                   choices=("fp32", "fp16", "bf16")),
@@ -196,6 +200,7 @@ class LsmSettings:
     keep_lsm_dust3r: bool = False
     keep_lsm_lseg: bool = False
     device: str = "auto"
+    cpu_threads: int = 0
     precision: str = "fp32"
     mode: str = "pair"
     image_topics: Tuple[str, ...] = ("image_0", "image_1")

@@ -40,6 +40,9 @@ def node(rclpy_node, params_file, tmp_path_factory):
     assert client.spin_until(lambda: any(
         diagnostic_values(m).get("model state") == "ready"
         for m in client.received["diagnostics"]), timeout=120, process=proc), log.read_text()
+    # messages published before discovery matched the node's subscriptions would be lost
+    assert client.spin_until(lambda: all(p.get_subscription_count() > 0
+                                         for p in client.image_pubs), timeout=30)
     yield dict(proc=proc, client=client, log=log)
     client.destroy()
     assert stop_process(proc) == 0, log.read_text()
@@ -80,6 +83,7 @@ def test_malformed_inputs_are_dropped_logged_once_and_the_node_keeps_working(nod
             t += 1.0
             client.publish(0, _malformed(kind, t))
             client.publish(1, image_msg(_good(), t, "cam1"))
+            client.spin_for(0.1)
         t += 1.0
         client.publish(0, image_msg(_good(240, 320), t, "cam0"))
         client.publish(1, image_msg(_good(120, 160), t, "cam1"))  # mismatched pair sizes
@@ -142,7 +146,7 @@ def test_burst_of_vga_pairs_keeps_queries_answered_memory_bounded_and_reports_dr
     try:
         while threads[0].is_alive():
             asked = time.monotonic()
-            r = call_query(client.node, "floor", server_process=proc, timeout=20)
+            r = call_query(client.node, "floor", server_process=proc, timeout=60)
             answers.append((time.monotonic() - asked, r.success or bool(r.message)))
             client.spin_for(1.0)
     finally:
