@@ -38,6 +38,9 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from lsm_ros.dds_env import loopback_dds_environment
+from lsm_ros.diagnostics import diagnostic_values
+from lsm_ros.image_conversion import imgmsg_to_array
+from lsm_ros.messages import pose_matrix, set_stamp, stamp_seconds
 from lsm_ros.paths import config_file
 
 OUTPUTS = ("points", "poses", "camera_info", "labels", "labels_color", "depth", "rendered")
@@ -67,10 +70,6 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=180.0,
                    help="seconds to wait for the node per step")
     return p.parse_args(argv)
-
-
-def _stamp(header) -> float:
-    return header.stamp.sec + header.stamp.nanosec * 1e-9
 
 
 @dataclass
@@ -117,7 +116,7 @@ class DemoClient:
             DiagnosticArray, "/diagnostics", self._keep_diagnostics, 10))
 
     def _keep(self, name: str, msg) -> None:
-        key = round(_stamp(msg.header), 6)
+        key = round(stamp_seconds(msg.header), 6)
         self.by_stamp[key][name] = msg
         if len(self.by_stamp[key]) == len(OUTPUTS):
             self.arrived.setdefault(key, time.monotonic())
@@ -148,16 +147,14 @@ class DemoClient:
         from lsm_ros.image_conversion import array_to_imgmsg
 
         msg = array_to_imgmsg(np.ascontiguousarray(rgb), "rgb8")
-        msg.header.stamp.sec = int(stamp)
-        msg.header.stamp.nanosec = int(round((stamp - int(stamp)) * 1e9)) % 1_000_000_000
+        set_stamp(msg, stamp)
         msg.header.frame_id = frame_id
         self.pubs[camera].publish(msg)
 
     def model_state(self) -> str:
         if self.diagnostics is None:
             return "unknown"
-        values = {kv.key: kv.value for st in self.diagnostics.status for kv in st.values}
-        return values.get("model state", "unknown")
+        return diagnostic_values(self.diagnostics).get("model state", "unknown")
 
     def wait_until_ready(self, timeout: float, proc) -> None:
         """Until the node subscribes to our topics and reports its model loaded."""
@@ -197,13 +194,8 @@ class DemoClient:
 def pose_record(rec: Reconstruction, frames) -> dict:
     """Estimated vs true pose of the second view in the reference view's frame."""
     from lsm.geometry.pose_metrics import relative_pose_errors
-    from lsm_ros.outputs import quaternion_to_rotation
 
-    p = rec.messages["poses"].poses[1]
-    est = np.eye(4)
-    est[:3, :3] = quaternion_to_rotation([p.orientation.x, p.orientation.y, p.orientation.z,
-                                          p.orientation.w])
-    est[:3, 3] = [p.position.x, p.position.y, p.position.z]
+    est = pose_matrix(rec.messages["poses"].poses[1])
     ref, other = frames[rec.frames[0]], frames[rec.frames[1]]
     true = np.linalg.inv(ref.c2w) @ other.c2w
     rot, direction = (float(np.asarray(e).reshape(-1)[0]) for e in relative_pose_errors(est, true))
@@ -225,8 +217,7 @@ def query_record(label: str, response, truth_labels: np.ndarray, class_names) ->
     name = TRUE_CLASS_OF.get(label.strip().lower(), label.strip().lower())
     mask = None
     if response.success:
-        m = response.mask
-        mask = np.frombuffer(bytes(m.data), np.uint8).reshape(m.height, m.width) > 0
+        mask = imgmsg_to_array(response.mask) > 0
         out.update(mask_pixels=int(mask.sum()), points=int(response.points.width),
                    centroid=[response.centroid.x, response.centroid.y, response.centroid.z],
                    extent=[response.extent.x, response.extent.y, response.extent.z])
@@ -242,7 +233,6 @@ def query_record(label: str, response, truth_labels: np.ndarray, class_names) ->
 def write_panel(path: Path, rec: Reconstruction, frames, masks: Dict[str, np.ndarray]) -> None:
     """Inputs, rendered RGB, depth, coloured labels, then one tile per query mask."""
     import cv2
-    from lsm_ros.image_conversion import imgmsg_to_array
 
     def tile(img, title):
         t = cv2.resize(img, (320, 240), interpolation=cv2.INTER_AREA)

@@ -15,6 +15,11 @@ SCALE_NOTE = ("3-D outputs are in model units: metric only up to an unknown glob
               "(an image pair alone does not fix the scale)")
 
 
+def diagnostic_values(msg) -> dict:
+    """key -> value (strings) of every status in a DiagnosticArray."""
+    return {kv.key: kv.value for status in msg.status for kv in status.values}
+
+
 class RateMeter:
     """Events per second over the last ``window`` seconds (thread-safe)."""
 

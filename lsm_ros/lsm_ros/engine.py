@@ -40,6 +40,9 @@ def load_engine(model_config: str, checkpoint: str, device: str, precision: str,
     """Load the model: ``checkpoint`` path (lsm_ros file or official ``checkpoint-final.pth``
     merged with the ``dust3r``/``lseg``/``clip`` files by the official rule, see
     :func:`lsm.checkpoint.load_model`), or the embedded weights when it is ''."""
+    import os
+
+    import torch
     from lsm.checkpoint import load_model
 
     start = time.monotonic()
@@ -47,10 +50,6 @@ def load_engine(model_config: str, checkpoint: str, device: str, precision: str,
         raise ValueError(f"model_config '{model_config}' has no embedded weights; set the "
                          "'checkpoint' parameter to a checkpoint file")
     dev = resolve_device(device)
-    import os
-
-    import torch
-
     # process-wide: leave a core to the ROS executor (callbacks, services) unless told otherwise
     torch.set_num_threads(cpu_threads or max(1, (os.cpu_count() or 2) - 1))
     model = load_model(checkpoint or None, dev, dust3r=dust3r or None, lseg=lseg or None,

@@ -11,8 +11,28 @@ from typing import List, Optional
 import numpy as np
 
 from lsm_ros.image_conversion import array_to_imgmsg
-from lsm_ros.outputs import ReconstructionOutputs, rotation_to_quaternion
+from lsm_ros.outputs import ReconstructionOutputs, quaternion_to_rotation, rotation_to_quaternion
 from lsm_ros.pointcloud import make_pointcloud
+
+
+def stamp_seconds(header) -> float:
+    """A header's stamp in seconds (float)."""
+    return header.stamp.sec + header.stamp.nanosec * 1e-9
+
+
+def set_stamp(msg, seconds: float) -> None:
+    """Set ``msg.header.stamp`` to ``seconds`` (rounded to the nanosecond)."""
+    sec, nanosec = divmod(int(round(seconds * 1e9)), 1_000_000_000)
+    msg.header.stamp.sec, msg.header.stamp.nanosec = sec, nanosec
+
+
+def pose_matrix(pose) -> np.ndarray:
+    """geometry_msgs/Pose -> 4x4 homogeneous matrix (inverse of :func:`pose_msg`)."""
+    o, t = pose.orientation, pose.position
+    T = np.eye(4)
+    T[:3, :3] = quaternion_to_rotation([o.x, o.y, o.z, o.w])
+    T[:3, 3] = [t.x, t.y, t.z]
+    return T
 
 
 def copy_header(header, frame_id: Optional[str] = None):

@@ -49,6 +49,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy, qos_profile_
 from lsm_ros import query as query_logic
 from lsm_ros.diagnostics import SCALE_NOTE, RateMeter, diagnostic_array
 from lsm_ros.image_conversion import ImageConversionError, imgmsg_to_rgb
+from lsm_ros.messages import stamp_seconds
 from lsm_ros.pairing import ApproximateTimePairer, MonoKeyframer
 from lsm_ros.parameters import (
     SPECS_BY_NAME,
@@ -70,10 +71,6 @@ OUTPUT_IMAGE_TOPICS = ("labels", "labels_color", "depth", "rendered")
 def _query_type():
     from lsm_ros_interfaces.srv import Query
     return Query
-
-
-def _stamp_seconds(header) -> float:
-    return header.stamp.sec + header.stamp.nanosec * 1e-9
 
 
 @dataclass
@@ -262,7 +259,7 @@ class LsmNode(Node):
         except ImageConversionError as exc:
             self._problems.report(topic, str(exc))
             return
-        stamp = _stamp_seconds(msg.header)
+        stamp = stamp_seconds(msg.header)
         with self._pair_lock:
             if self._settings.mode == "pair":
                 pair = self._pairer.add(camera, stamp, (rgb, msg.header))
@@ -365,7 +362,7 @@ class LsmNode(Node):
             self._latest = LatestReconstruction(rec, (header0, header1), outputs.labels, outputs)
         self._output_rate.tick()
         now = self.get_clock().now().nanoseconds * 1e-9
-        self._last_latency = now - _stamp_seconds(job.headers[0])
+        self._last_latency = now - stamp_seconds(job.headers[0])
         self._last_camera_status = outputs.camera_status
 
     # -- reconstruction -------------------------------------------------------------------
@@ -436,7 +433,7 @@ class LsmNode(Node):
             response.success, response.message = False, "no reconstruction yet"
             return response
         header = latest.headers[0]
-        stamp = _stamp_seconds(header)
+        stamp = stamp_seconds(header)
         folder = Path(self._settings.save_directory).expanduser() / (
             f"scene_{header.stamp.sec}_{header.stamp.nanosec:09d}")
         try:

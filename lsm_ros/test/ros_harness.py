@@ -10,6 +10,10 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
+from lsm_ros.diagnostics import diagnostic_values  # noqa: F401  (re-exported for the tests)
+from lsm_ros.messages import pose_matrix, set_stamp  # noqa: F401  (re-exported)
+from lsm_ros.messages import stamp_seconds as stamp_of  # noqa: F401  (re-exported)
+
 NODE = "/lsm_node"
 OUTPUTS = {  # topic suffix -> message type name in sensor_msgs/geometry_msgs
     "points": ("sensor_msgs.msg", "PointCloud2"),
@@ -107,33 +111,10 @@ def image_msg(rgb: np.ndarray, stamp: float, frame_id: str, encoding: str = "rgb
     return msg
 
 
-def set_stamp(msg, stamp: float) -> None:
-    msg.header.stamp.sec = int(stamp)
-    msg.header.stamp.nanosec = int(round((stamp - int(stamp)) * 1e9)) % 1_000_000_000
-
-
-def stamp_of(header) -> float:
-    return header.stamp.sec + header.stamp.nanosec * 1e-9
-
-
 def image_array(msg) -> np.ndarray:
     from lsm_ros.image_conversion import imgmsg_to_array
 
     return imgmsg_to_array(msg)
-
-
-def pose_matrix(pose) -> np.ndarray:
-    from lsm_ros.outputs import quaternion_to_rotation
-
-    T = np.eye(4)
-    o = pose.orientation
-    T[:3, :3] = quaternion_to_rotation([o.x, o.y, o.z, o.w])
-    T[:3, 3] = [pose.position.x, pose.position.y, pose.position.z]
-    return T
-
-
-def diagnostic_values(msg) -> Dict[str, str]:
-    return {kv.key: kv.value for status in msg.status for kv in status.values}
 
 
 def cohen_kappa(pred: np.ndarray, truth: np.ndarray, num_classes: int) -> float:

@@ -132,18 +132,6 @@ def test_node_stops_cleanly_on_sigterm(params_file, tmp_path):
 
 
 
-class _RunsCode:
-    """Unpickling this would run os.system: a checkpoint that must never be unpickled."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        import os
-
-        return (os.system, (f"touch {self.marker}",))
-
-
 @pytest.mark.parametrize("kind,expected", [
     ("missing", "not found"),
     ("truncated", "truncated"),
@@ -152,6 +140,7 @@ class _RunsCode:
 ])
 def test_node_refuses_a_bad_checkpoint_and_says_why(params_file, tmp_path, kind, expected):
     import torch
+    from test_weights_loading import _RunsCode  # unpickling it would run a shell command
 
     path = tmp_path / f"{kind}.pt"
     if kind == "truncated":

@@ -120,9 +120,14 @@ class LSM(nn.Module):
         """2-D semantic features in text space (B, D_text, H/2, W/2) of images in [0,1]."""
         return self.lseg_feature_extractor(normalise_images(images))
 
-    def expand_features(self, features: torch.Tensor) -> torch.Tensor:
-        """Rendered Gaussian features (B,F,H,W) -> text space (B,D_text,H/2,W/2)."""
-        return self.feature_expansion(features)
+    def expand_features(self, features: torch.Tensor, downsample: bool = True) -> torch.Tensor:
+        """Rendered Gaussian features (B,F,H,W) -> text space (B,D_text,H/2,W/2).
+
+        ``downsample=False`` for features already rendered at half size: (B,D_text,H,W).
+        """
+        if downsample:
+            return self.feature_expansion(features)
+        return self.feature_expansion[1](features)  # the 1x1 conv without the 2x down-sampling
 
     def expand_point_features(self, features: torch.Tensor) -> torch.Tensor:
         """Per-Gaussian features (...,F) -> text space (...,D_text) with the same 1x1 conv."""

@@ -84,9 +84,8 @@ def compute_loss(model, batch: dict, class_embeddings: torch.Tensor,
     logs.update(plogs)
 
     teacher, tvalid = teacher_features(labels.flatten(0, 1), class_embeddings.to(feats.dtype))
-    expanded = (model.expand_features(feats) if render_scale == 1.0
-                else model.feature_expansion[1](feats))  # already at H/2
-    l_sem = semantic_loss(expanded, teacher, tvalid)
+    l_sem = semantic_loss(model.expand_features(feats, downsample=render_scale == 1.0),
+                          teacher, tvalid)
     total = weights.pointmap * l_pts + weights.photometric * l_photo + weights.semantic * l_sem
     logs.update(pointmap=float(l_pts.detach()), photometric=float(l_photo.detach()), semantic=float(l_sem.detach()))
 
