@@ -518,6 +518,7 @@ def main(args: Optional[List[str]] = None) -> int:
               file=sys.stderr)
         return EXIT_BAD_PARAMETERS
     node = None
+    executor = None
     try:
         try:
             node = LsmNode()
@@ -539,6 +540,8 @@ def main(args: Optional[List[str]] = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        if executor is not None:  # join its callback threads before the node goes away
+            executor.shutdown(timeout_sec=5.0)
         if node is not None:
             node.destroy_node()
         if rclpy.ok():
