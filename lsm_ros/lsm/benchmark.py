@@ -219,10 +219,10 @@ def model_resolution(model, size: int):
 
 
 def _render_and_label(rec, labels, device, t: Dict[str, float]) -> None:
-    """The node's render and label passes without ROS: view 0 rendered (colour + depth),
-    per-Gaussian labels and the view-0 label map."""
+    """The node's render and label passes without ROS: view 0 rendered (colour, depth and
+    features, kept by ``rec`` for the label map), per-Gaussian labels and the view-0 label map."""
     t0 = time.perf_counter()
-    rec.render_view(0, features=False)
+    rec.render_view(0)
     _sync(device)
     t1 = time.perf_counter()
     rec.point_labels(list(labels))

@@ -12,8 +12,9 @@ Frames and units
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 import torch
@@ -53,6 +54,11 @@ class Reconstruction:
     text_encoder: object = field(repr=False, default=None)
     focal: float = 0.0
     camera_status: str = ""  # how the cameras were obtained (PnP or a fallback), for diagnostics
+    # renders of the input views with features, shared by the node's outputs and its queries
+    _view_renders: Dict[int, RenderOutput] = field(default_factory=dict, repr=False,
+                                                   compare=False)
+    _cache_lock: threading.Lock = field(default_factory=threading.Lock, repr=False,
+                                        compare=False)
 
     @property
     def size(self) -> int:
@@ -70,8 +76,23 @@ class Reconstruction:
                       width, height, features=g.features if features else None)
 
     def render_view(self, view: int, features: bool = True) -> RenderOutput:
+        """Render input ``view`` at the model resolution.
+
+        Renders with features are kept (a reconstruction is immutable), so the label map,
+        the depth/colour outputs and every later query at that view share one render; a
+        render without features reuses a kept one, or renders just colour and depth.
+        Thread-safe.
+        """
         self._check_view(view)
-        return self.render(self.intrinsics[view], self.c2w[view], self.size, self.size, features)
+        with self._cache_lock:
+            kept = self._view_renders.get(view)
+        if kept is not None:
+            return kept
+        out = self.render(self.intrinsics[view], self.c2w[view], self.size, self.size, features)
+        if not features:
+            return out
+        with self._cache_lock:
+            return self._view_renders.setdefault(view, out)
 
     # ------------------------------------------------------------------ semantics
     def text_embeddings(self, labels: Sequence[str]) -> torch.Tensor:
@@ -103,9 +124,8 @@ class Reconstruction:
     def point_similarity(self, labels: Sequence[str]) -> torch.Tensor:
         """Cosine similarity of every Gaussian to each label: (N, L)."""
         with torch.no_grad():
-            feats = self.model.expand_point_features(self.gaussians.features)
-        feats = torch.nn.functional.normalize(feats, dim=-1)
-        return feats @ self.text_embeddings(labels).t()
+            return self.model.point_text_similarity(self.gaussians.features.detach(),
+                                                    self.text_embeddings(labels))
 
     def point_labels(self, labels: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-Gaussian class index into ``labels`` and cosine score: (N,), (N,)."""
@@ -138,8 +158,13 @@ class Reconstruction:
         pix = relevance(self.feature_map(view).permute(1, 2, 0))  # (S,S)
         mask = (pix >= threshold).cpu().numpy()
         S = self.size
-        pts_rel = relevance(torch.nn.functional.normalize(
-            self.model.expand_point_features(self.gaussians.features).detach(), dim=-1))
+        with torch.no_grad():  # relevance of each Gaussian from its similarities (N, 1 + K)
+            sims = self.model.point_text_similarity(self.gaussians.features.detach(),
+                                                    torch.cat([q[None], neg]))
+        if neg.shape[0] == 0:
+            pts_rel = (sims[:, 0] + 1) / 2
+        else:
+            pts_rel = torch.sigmoid(temperature * (sims[:, :1] - sims[:, 1:])).min(dim=-1).values
         conf = self.confidence.reshape(-1).to(pts_rel.device)
         sel = (pts_rel >= threshold) & (conf >= min_confidence)
         points = self.gaussians.means.detach()[sel].cpu().numpy().astype(np.float32)

@@ -78,7 +78,7 @@ def reference_view_images(reconstruction, labels: Sequence[str]):
     color_model = colorize(torch.from_numpy(ids_model.astype(np.int64)),
                            num_labels=len(labels)).numpy().astype(np.uint8)
     label_color = tf.to_original(np.ascontiguousarray(color_model), nearest=True, fill=0)
-    out = rec.render_view(0, features=False)
+    out = rec.render_view(0, features=False)  # the label map's render, kept by rec
     depth_model = out.depth[0].detach().cpu().numpy().astype(np.float32)
     depth_model[out.alpha[0].detach().cpu().numpy() < 0.5] = np.nan
     depth = tf.to_original(depth_model, nearest=False, fill=float("nan"))

@@ -81,6 +81,28 @@ def test_render_at_an_input_view(rec):
         rec.render_view(2)
 
 
+def test_a_view_is_rendered_once_for_labels_outputs_and_queries(rec):
+    """The node's label map, depth/colour outputs and later queries share one render."""
+    with_features = rec.render_view(0)
+    assert rec.render_view(0) is with_features
+    assert rec.render_view(0, features=False) is with_features
+    fresh = rec.render(rec.intrinsics[0], rec.c2w[0], S, S)
+    assert torch.equal(fresh.rgb, with_features.rgb)
+    assert torch.equal(fresh.features, with_features.features)
+
+
+def test_point_text_similarity_equals_cosine_of_the_expanded_features(model):
+    torch.manual_seed(1)
+    feats = torch.randn(500, model.feature_expansion[1].in_channels) * 3
+    text = torch.nn.functional.normalize(
+        torch.randn(7, model.feature_expansion[1].out_channels), dim=-1)
+    with torch.no_grad():
+        direct = torch.nn.functional.normalize(model.expand_point_features(feats), dim=-1) @ text.t()
+        fast = model.point_text_similarity(feats, text)
+    assert fast.shape == (500, 7)
+    assert torch.allclose(fast, direct, atol=1e-5)
+
+
 def test_render_of_ground_truth_gaussians_reproduces_the_input_view(model, sample):
     """The rendering conventions of Reconstruction (K in pixels, c2w -> view matrix, wxyz
     rotations, colours from the SH DC term) put each pixel's Gaussian back on that pixel."""

@@ -134,6 +134,25 @@ class LSM(nn.Module):
         conv = self.feature_expansion[1]
         return features @ conv.weight[:, :, 0, 0].t() + conv.bias
 
+    def point_text_similarity(self, features: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
+        """Cosine similarity of expanded per-Gaussian features (N,F) to text embeddings
+        (L,D_text): (N,L), equal to ``normalize(expand_point_features(f)) @ text_emb.T`` for
+        unit-norm ``text_emb``.
+
+        The expansion is affine (``W f + b``), so the similarity is computed in the F-dim
+        feature space: numerator ``[f, 1] @ [W | b].T @ t`` and squared norm ``a.T G a``
+        with ``G = [W | b].T [W | b]`` (F+1 x F+1, float64): N*(F+1)*(F+1+L) operations
+        instead of N*F*D_text, and no (N, D_text) tensor.
+        """
+        conv = self.feature_expansion[1]
+        affine = torch.cat([conv.weight[:, :, 0, 0], conv.bias[:, None]], dim=1)  # (D, F+1)
+        a = torch.cat([features, features.new_ones(features.shape[:-1] + (1,))], dim=-1)
+        numerator = a @ (affine.t().to(a.dtype) @ text_emb.to(a.dtype).t())  # (N, L)
+        gram = affine.double().t() @ affine.double()  # (F+1, F+1)
+        a64 = a.double()
+        sq_norm = ((a64 @ gram) * a64).sum(dim=-1).clamp_min(1e-24)
+        return numerator / sq_norm.sqrt().to(numerator.dtype)[..., None]
+
     # ------------------------------------------------------------------ forward
     def forward(self, img1: torch.Tensor, img2: torch.Tensor, symmetric: bool = False) -> LSMOutput:
         """img1, img2: (B,3,S,S) RGB in [0,1]."""
