@@ -240,8 +240,11 @@ def test_diagnostics_report_rates_drops_device_and_units(session):
         for m in client.received["diagnostics"]), timeout=10)
     values = diagnostic_values(client.received["diagnostics"][-1])
     for key in ("input rate (images/s)", "processing rate (reconstructions/s)", "latency (s)",
-                "queue drops", "device", "inputs dropped (malformed)"):
+                "queue drops", "device", "inputs dropped (malformed)", "stamp age at output (s)"):
         assert key in values
+    # latency = pair formed -> outputs published, on the node's monotonic clock: a few
+    # seconds on CPU whatever the image stamps are (this test's stamps are not wall time)
+    assert 0.0 < float(values["latency (s)"]) < 120.0, values
     assert values["device"] == "cpu" and values["model state"] == "ready"
     assert "up to an unknown global scale" in values["units"]
 
