@@ -73,6 +73,13 @@ class PTv3Config:
     drop_path: float = 0.3
     embed_kernel: int = 5
     cpe_kernel: int = 3
+    # What the positional (xCPE) conv of the first decoder block after each unpooling reads:
+    # "skip" = only the projected skip features, as the official code does (a quirk of
+    # Pointcept PTv3 342656c, PointTransformerV3 issues #65/#149: unpooling updates the
+    # point features but not the sparse tensor the conv reads) -- needed for official
+    # weights; "sum" = skip + up-sampled features, the evident intent, used by the
+    # embedded tiny model (trained that way).
+    decoder_cpe_input: str = "skip"
 
 
 @dataclass(frozen=True)
@@ -146,6 +153,9 @@ class LSMConfig:
             raise ValueError(f"unknown LSMConfig fields: {sorted(unknown)}")
         kw = {}
         for k, v in d.items():
+            if k == "ptv3" and "decoder_cpe_input" not in v:
+                # written before the option existed, when "sum" was the only behaviour
+                v = dict(v, decoder_cpe_input="sum")
             if k in kinds:
                 fields = {f.name for f in dataclasses.fields(kinds[k])}
                 bad = set(v) - fields
@@ -183,6 +193,7 @@ def tiny() -> LSMConfig:
             dec_patch_size=(256, 256, 256),
             drop_path=0.0,
             embed_kernel=3,
+            decoder_cpe_input="sum",
         ),
         fusion=FusionConfig(dust_dim=96, dust_heads=4, lseg_dim=96, lseg_heads=4,
                             multi_scale_dim=64, multi_scale_heads=4, token_pool=4),

@@ -207,3 +207,38 @@ def test_inconsistent_config_is_rejected():
         PointTransformer(dataclasses.replace(cfg.ptv3, stride=(2, 2)), cfg.fusion, 192, 384)
     with pytest.raises(ValueError):
         PointTransformer(dataclasses.replace(cfg.ptv3, order=("peano",)), cfg.fusion, 192, 384)
+
+
+@pytest.mark.parametrize("mode", ["skip", "sum"])
+def test_decoder_cpe_reads_the_skip_features_only_in_official_mode(mode):
+    """Official PTv3 (342656c) feeds the first decoder block's xCPE conv proj_skip(skip) only
+    (issues #65/#149); "sum" feeds it skip + up-sampled coarse features."""
+    torch.manual_seed(0)
+    cfg = tiny()
+    ptv3 = dataclasses.replace(cfg.ptv3, decoder_cpe_input=mode)
+    model = PointTransformer(ptv3, cfg.fusion, cfg.encoder.embed_dim, cfg.semantic.text_dim,
+                             backend="torch").eval()
+    seen = {}
+    stage = model.dec["dec0"]
+    stage["up"].proj_skip.register_forward_hook(lambda m, i, o: seen.__setitem__("skip", o))
+    stage["up"].register_forward_hook(lambda m, i, o: seen.__setitem__("sum", o.feat))
+    stage["block0"].cpe[0].register_forward_hook(lambda m, i, o: seen.__setitem__("conv_in", i[0]))
+    xyz, feat = _surface(600, seed=3)
+    dust, sem = _tokens(cfg, 1, seed=4)
+    with torch.no_grad():
+        model(xyz, feat, torch.tensor([600]), dust, sem)
+    assert not torch.allclose(seen["skip"], seen["sum"])
+    assert torch.equal(seen["conv_in"], seen[mode])
+
+
+def test_decoder_cpe_input_of_each_configuration():
+    from lsm.config import LSMConfig
+
+    assert paper().ptv3.decoder_cpe_input == "skip"  # loads official weights
+    assert tiny().ptv3.decoder_cpe_input == "sum"  # the embedded model was trained so
+    old = tiny().to_dict()
+    del old["ptv3"]["decoder_cpe_input"]  # a checkpoint written before the option existed
+    assert LSMConfig.from_dict(old).ptv3.decoder_cpe_input == "sum"
+    with pytest.raises(ValueError, match="decoder_cpe_input"):
+        PointTransformer(dataclasses.replace(tiny().ptv3, decoder_cpe_input="avg"), tiny().fusion,
+                         192, 384)

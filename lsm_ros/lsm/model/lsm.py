@@ -162,12 +162,26 @@ class LSM(nn.Module):
         geo = self.dust3r(x1, x2, symmetric=symmetric) if symmetric else self.dust3r(x1, x2)
 
         sem = self.lseg_feature_extractor(torch.cat([x1, x2], dim=0))  # (2B, D, H/2, W/2)
+        points = torch.stack([geo.pts1, geo.pts2], dim=1).detach().reshape(B, 2 * H * W, 3)
+        gaussians = self.gaussians_from_points(points, img1, img2, geo.enc_tokens, sem)
+        return LSMOutput(geo.pts1, geo.pts2, geo.conf1, geo.conf2, gaussians, sem, geo)
+
+    def gaussians_from_points(self, points: torch.Tensor, img1: torch.Tensor, img2: torch.Tensor,
+                              enc_tokens: torch.Tensor, sem: torch.Tensor):
+        """Steps 3-4 of the forward pass: point aggregation with cross-model fusion, then
+        the Gaussian head.
+
+        points (B, 2*S*S, 3): both views' pointmaps in view 1's frame, order (view, row,
+        col); img1/img2 (B,3,S,S) RGB in [0,1]; enc_tokens (B, 2*T, C_enc); sem (2B, D, S/2,
+        S/2) the 2-D semantic features of view 1's then view 2's images.
+        Returns the Gaussians (B, 2*S*S per sample).
+        """
+        B, _, H, W = img1.shape
         tokens = self.tokenizer(sem)  # (2B, D, h, w)
         tokens = tokens.unflatten(0, (2, B)).permute(1, 0, 3, 4, 2).reshape(B, -1, sem.shape[1])
         residual = self.feature_reduction(sem)  # (2B, F, H, W)
         residual = residual.unflatten(0, (2, B)).permute(1, 0, 3, 4, 2).reshape(B, 2 * H * W, -1)
 
-        points = torch.stack([geo.pts1, geo.pts2], dim=1).detach().reshape(B, 2 * H * W, 3)
         rgb = torch.stack([img1, img2], dim=1).permute(0, 1, 3, 4, 2).reshape(B, 2 * H * W, 3)
         center = points.mean(dim=1, keepdim=True)
         scale = (points - center).abs().amax(dim=(1, 2), keepdim=True).clamp_min(1e-8)
@@ -175,6 +189,5 @@ class LSM(nn.Module):
         feat = torch.cat([coord, rgb * 2 - 1], dim=-1)  # official: xyz + colour in [-1,1]
         offset = torch.arange(1, B + 1, device=img1.device) * (2 * H * W)
         point_feat = self.point_transformer(coord.reshape(-1, 3), feat.reshape(-1, 6), offset,
-                                            geo.enc_tokens, tokens)
-        gaussians = self.gaussian_head(point_feat.reshape(B, 2 * H * W, -1), points, rgb, residual)
-        return LSMOutput(geo.pts1, geo.pts2, geo.conf1, geo.conf2, gaussians, sem, geo)
+                                            enc_tokens, tokens)
+        return self.gaussian_head(point_feat.reshape(B, 2 * H * W, -1), points, rgb, residual)

@@ -60,9 +60,12 @@ class PointLevel:
     parent: Optional["PointLevel"] = None
     cluster: Optional[torch.Tensor] = None
     cache: Dict = dataclasses.field(default_factory=dict)
+    # what the next block's xCPE conv reads when it is not ``feat`` (official unpooling,
+    # see PTv3Config.decoder_cpe_input); cleared by every feature update
+    conv_feat: Optional[torch.Tensor] = None
 
     def with_feat(self, feat: torch.Tensor) -> "PointLevel":
-        return dataclasses.replace(self, feat=feat)
+        return dataclasses.replace(self, feat=feat, conv_feat=None)
 
 
 def _shuffle(code, order, inverse):
@@ -187,9 +190,10 @@ class PointMlp(nn.Module):
 
 
 class Block(nn.Module):
-    """PTv3 block: x += CPE(x); x += Attn(LN(x)); x += MLP(LN(x)).
+    """PTv3 block: x += CPE(c); x += Attn(LN(x)); x += MLP(LN(x)).
 
-    CPE = submanifold conv (k = cpe_kernel, bias) -> Linear -> LayerNorm.
+    CPE = submanifold conv (k = cpe_kernel, bias) -> Linear -> LayerNorm; c = x, or the
+    level's ``conv_feat`` right after an unpooling in "skip" mode.
     """
 
     def __init__(self, channels: int, num_heads: int, patch_size: int, mlp_ratio: float,
@@ -209,7 +213,8 @@ class Block(nn.Module):
     def forward(self, level: PointLevel) -> PointLevel:
         x = level.feat
         conv, lin, norm = self.cpe
-        x = x + norm(lin(conv(x, level.sites)))
+        conv_in = x if level.conv_feat is None else level.conv_feat
+        x = x + norm(lin(conv(conv_in, level.sites)))
         x = x + self.drop_path(self.attn(self.norm1(x), level))
         x = x + self.drop_path(self.mlp(self.norm2(x)))
         return level.with_feat(x)
@@ -258,16 +263,26 @@ class SerializedPooling(nn.Module):
 
 
 class SerializedUnpooling(nn.Module):
-    """parent.feat <- proj_skip(parent.feat) + proj(coarse.feat)[cluster]; each Linear->BN->GELU."""
+    """parent.feat <- proj_skip(parent.feat) + proj(coarse.feat)[cluster]; each Linear->BN->GELU.
 
-    def __init__(self, in_channels: int, skip_channels: int, out_channels: int):
+    ``cpe_input="skip"``: the next block's xCPE conv reads proj_skip(parent.feat) only
+    (official behaviour, see PTv3Config.decoder_cpe_input); "sum": it reads the new feat.
+    """
+
+    def __init__(self, in_channels: int, skip_channels: int, out_channels: int,
+                 cpe_input: str = "skip"):
         super().__init__()
+        if cpe_input not in ("skip", "sum"):
+            raise ValueError(f"decoder_cpe_input must be 'skip' or 'sum', got {cpe_input!r}")
+        self.cpe_input = cpe_input
         self.proj = nn.Sequential(nn.Linear(in_channels, out_channels), _batch_norm(out_channels), nn.GELU())
         self.proj_skip = nn.Sequential(nn.Linear(skip_channels, out_channels), _batch_norm(out_channels), nn.GELU())
 
     def forward(self, level: PointLevel) -> PointLevel:
         parent = level.parent
-        return parent.with_feat(self.proj_skip(parent.feat) + self.proj(level.feat)[level.cluster])
+        skip = self.proj_skip(parent.feat)
+        out = parent.with_feat(skip + self.proj(level.feat)[level.cluster])
+        return dataclasses.replace(out, conv_feat=skip) if self.cpe_input == "skip" else out
 
 
 # --------------------------------------------------------------------------- the network
@@ -306,7 +321,8 @@ class PointTransformer(nn.Module):
         self.dec = nn.ModuleDict()
         for s in reversed(range(S - 1)):
             stage = nn.ModuleDict()
-            stage["up"] = SerializedUnpooling(dec_channels[s + 1], ptv3.enc_channels[s], dec_channels[s])
+            stage["up"] = SerializedUnpooling(dec_channels[s + 1], ptv3.enc_channels[s], dec_channels[s],
+                                              ptv3.decoder_cpe_input)
             dp = dec_dp[sum(ptv3.dec_depths[:s]):sum(ptv3.dec_depths[:s + 1])][::-1]
             for i in range(ptv3.dec_depths[s]):
                 stage[f"block{i}"] = Block(dec_channels[s], ptv3.dec_num_head[s], ptv3.dec_patch_size[s],
