@@ -218,6 +218,27 @@ def test_query_unknown_view_is_a_clear_failure(session):
     assert not r.success and r.message.startswith("unknown view 2")
 
 
+def _mask_iou(response, truth) -> float:
+    mask = np.frombuffer(bytes(response.mask.data), np.uint8).reshape(SIZE) > 0
+    return float((mask & truth).sum() / max(1, (mask | truth).sum()))
+
+
+@pytest.mark.parametrize("label", ["floor", "wall"])
+def test_query_mask_overlaps_a_large_class_in_view(session, scene, label):
+    """The room's floor and walls: classes the embedded model already segments."""
+    truth = scene.context[0].labels == DEFAULT_LABELS.index(label)
+    assert truth.mean() > 0.05, f"the test scene shows too little {label}"
+    r = _query(session, label)
+    assert r.success, r.message
+    iou = _mask_iou(r, truth)
+    print(f"{label!r}: IoU {iou:.2f}, score {r.score:.2f}")
+    assert iou > 0.25, f"IoU of the {label!r} mask: {iou:.2f}"
+    # its 3-D points lie in the reference camera's view, in front of it (REP-103 optical: z forward)
+    from lsm_ros.pointcloud import read_pointcloud
+    pts = read_pointcloud(r.points)["points"]
+    assert len(pts) > 100 and np.median(pts[:, 2]) > 0
+
+
 @pytest.mark.xfail(strict=True, reason=WEAK_MODEL.format("'chair' best relevance 0.15 < 0.5"))
 def test_quality_query_mask_overlaps_the_true_object(session, scene):
     present, pixels, absent = _present_and_absent(scene)
