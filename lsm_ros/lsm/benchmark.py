@@ -51,7 +51,7 @@ STAGES = [  # (key, label) in pipeline order
     ("gaussian_head", "Gaussian head"),
     ("network_other", "network glue (tokens, normalisation)"),
     ("cameras", "camera recovery (focal + PnP)"),
-    ("rendering", "rendering (view 0, colour + depth)"),
+    ("rendering", "rendering (view 0: colour, depth, features)"),
     ("labels", "labels (per Gaussian + view-0 label map)"),
     ("messages", "output arrays + message building"),
     ("publishing", "publishing"),

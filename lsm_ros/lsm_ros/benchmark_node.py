@@ -39,20 +39,22 @@ def convert_images(pair: Tuple[np.ndarray, np.ndarray], timings: Dict[str, float
 
 
 def _timed_method(obj, name: str, key: str, timings: Dict[str, float], active: list) -> None:
-    """Wrap ``obj.name`` so its time adds to ``timings[key]``; a call made from inside
-    another wrapped call counts for the outer one only (``active`` holds the nesting)."""
+    """Wrap ``obj.name`` so its time adds to ``timings[key]``. A wrapped call made from
+    inside another (the render inside the label map) counts for its own key, and the outer
+    key gets its time minus the nested one (``active`` holds the nested time per level)."""
     fn = getattr(obj, name)
 
     def timed(*args, **kwargs):
-        if active:
-            return fn(*args, **kwargs)
-        active.append(key)
+        active.append(0.0)
         t0 = time.perf_counter()
         try:
             return fn(*args, **kwargs)
         finally:
-            timings[key] = timings.get(key, 0.0) + time.perf_counter() - t0
-            active.pop()
+            elapsed = time.perf_counter() - t0
+            nested = active.pop()
+            timings[key] = timings.get(key, 0.0) + elapsed - nested
+            if active:
+                active[-1] += elapsed
 
     object.__setattr__(obj, name, timed)
 
