@@ -148,23 +148,19 @@ class Reconstruction:
         negatives = self._negatives(label, q, vocabulary, synonym_similarity)
         neg = self.text_embeddings(negatives) if negatives else q.new_zeros((0, q.numel()))
 
-        def relevance(feats):  # feats (..., D) normalised
-            sq = feats @ q
-            if neg.shape[0] == 0:
-                return (sq + 1) / 2
-            sn = feats @ neg.t()
-            return torch.sigmoid(temperature * (sq[..., None] - sn)).min(dim=-1).values
+        texts = torch.cat([q[None], neg])  # (1 + K, D): the query, then its negatives
 
-        pix = relevance(self.feature_map(view).permute(1, 2, 0))  # (S,S)
+        def relevance(sims):  # cosine similarities (..., 1 + K) -> relevance (...)
+            if neg.shape[0] == 0:
+                return (sims[..., 0] + 1) / 2
+            return torch.sigmoid(temperature * (sims[..., :1] - sims[..., 1:])).min(dim=-1).values
+
+        pix = relevance(self.feature_map(view).permute(1, 2, 0) @ texts.t())  # (S,S)
         mask = (pix >= threshold).cpu().numpy()
         S = self.size
-        with torch.no_grad():  # relevance of each Gaussian from its similarities (N, 1 + K)
-            sims = self.model.point_text_similarity(self.gaussians.features.detach(),
-                                                    torch.cat([q[None], neg]))
-        if neg.shape[0] == 0:
-            pts_rel = (sims[:, 0] + 1) / 2
-        else:
-            pts_rel = torch.sigmoid(temperature * (sims[:, :1] - sims[:, 1:])).min(dim=-1).values
+        with torch.no_grad():  # per Gaussian, scored in the feature space
+            pts_rel = relevance(self.model.point_text_similarity(self.gaussians.features.detach(),
+                                                                 texts))
         conf = self.confidence.reshape(-1).to(pts_rel.device)
         sel = (pts_rel >= threshold) & (conf >= min_confidence)
         points = self.gaussians.means.detach()[sel].cpu().numpy().astype(np.float32)

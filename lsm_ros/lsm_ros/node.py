@@ -523,7 +523,7 @@ def make_executor():
     the wait set on every wake-up: under two 30 Hz VGA streams that loop took most of a
     core on a 2-core machine and starved inference and the service (queries waited 3-26 s,
     8 reconstructions in a 30 s burst); the events executor does the same work in C++
-    (queries answered in < 0.4 s, 18 reconstructions; test_ros_node_inputs.py prints them).
+    (queries answered in < 0.4 s, 21 reconstructions; test_ros_node_inputs.py prints them).
     Falls back to a MultiThreadedExecutor on distributions without it (before Jazzy).
     """
     try:

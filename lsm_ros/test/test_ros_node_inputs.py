@@ -111,10 +111,6 @@ def test_malformed_inputs_are_dropped_logged_once_and_the_node_keeps_working(nod
     assert 5 <= dropped() <= 10
 
 
-def values_text(client) -> str:
-    return str(diagnostic_values(client.received["diagnostics"][-1]))
-
-
 def test_burst_of_vga_pairs_keeps_queries_answered_memory_bounded_and_reports_drops(node):
     client, proc = node["client"], node["proc"]
     frames = [image_msg(_good(480, 640, seed=s), 0.0, f"cam{s % 2}") for s in range(4)]
@@ -142,10 +138,10 @@ def test_burst_of_vga_pairs_keeps_queries_answered_memory_bounded_and_reports_dr
             memory.append((time.monotonic() - start, rss_mb(proc.pid)))
             time.sleep(0.5)
 
-    def reconstructions():
-        return int(diagnostic_values(client.received["diagnostics"][-1])["reconstructions"])
+    def latest_values():
+        return diagnostic_values(client.received["diagnostics"][-1])
 
-    before = reconstructions()
+    before = int(latest_values()["reconstructions"])
     threads = [threading.Thread(target=publish, daemon=True),
                threading.Thread(target=sample_memory, daemon=True)]
     for t in threads:
@@ -162,7 +158,8 @@ def test_burst_of_vga_pairs_keeps_queries_answered_memory_bounded_and_reports_dr
         for t in threads:
             t.join()
     client.spin_for(3.0)
-    made = reconstructions() - before
+    values = latest_values()
+    made = int(values["reconstructions"]) - before
     print(f"published {published[0]} images; {made} reconstructions; {len(answers)} queries, "
           f"slowest answer {max(a for a, _ in answers):.2f} s; node RSS MiB over the burst: "
           f"{[round(m) for _, m in memory[::4]]}")
@@ -171,13 +168,12 @@ def test_burst_of_vga_pairs_keeps_queries_answered_memory_bounded_and_reports_dr
     # answer can take seconds, see the printed slowest one)
     assert len(answers) >= 3 and all(ok for _, ok in answers)
     # inference keeps its core: the flood of images does not stall reconstruction
-    assert made >= 2, values_text(client)
+    assert made >= 2, values
     # bounded: over the last 15 s (900 more images, ~830 MB if they were kept) the node
     # grows by much less than the images it received
     late = [m for t, m in memory if t >= 15.0]
     at_15 = min(late)
     assert max(late) - at_15 < 500, memory
-    values = diagnostic_values(client.received["diagnostics"][-1])
     assert int(values["queue drops"]) > 0, values
     assert int(values["queue size"]) == 4
     assert proc.poll() is None

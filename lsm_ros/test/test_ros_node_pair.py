@@ -219,7 +219,7 @@ def test_query_unknown_view_is_a_clear_failure(session):
 
 
 def _mask_iou(response, truth) -> float:
-    mask = np.frombuffer(bytes(response.mask.data), np.uint8).reshape(SIZE) > 0
+    mask = image_array(response.mask) > 0
     return float((mask & truth).sum() / max(1, (mask | truth).sum()))
 
 
@@ -245,9 +245,7 @@ def test_quality_query_mask_overlaps_the_true_object(session, scene):
     assert pixels > 0.03 * SIZE[0] * SIZE[1]
     r = _query(session, present)
     assert r.success, r.message
-    mask = np.frombuffer(bytes(r.mask.data), np.uint8).reshape(SIZE) > 0
-    truth = scene.context[0].labels == DEFAULT_LABELS.index(present)
-    iou = (mask & truth).sum() / (mask | truth).sum()
+    iou = _mask_iou(r, scene.context[0].labels == DEFAULT_LABELS.index(present))
     assert iou > 0.25, f"IoU of the {present!r} mask: {iou:.2f}"
     for label in absent:
         other = _query(session, label)
