@@ -171,3 +171,49 @@ def test_half_resolution_loss_views_match_the_area_averaged_full_views():
     assert torch.isfinite(loss) and logs["semantic"] > 0 and logs["photometric"] > 0
     with pytest.raises(ValueError, match="render_scale"):
         compute_loss(model, batch, emb, render_scale=0.3)
+
+
+def test_backbone_stage_trains_the_2d_modules_only_with_the_same_terms():
+    """With the photometric and semantic weights at 0 the step skips the Gaussian stage
+    (point transformer, Gaussian head, rendering): only the geometry backbone and the learned
+    2-D extractor get gradients, and their terms equal those of the full objective."""
+    from lsm.training.objective import LossWeights
+
+    torch.manual_seed(0)
+    model = LSM(micro_config(64)).train()
+    batch = procedural_batch(64, index=2)
+    emb = model.text_encoder().encode(list(batch["class_names"]))
+    with torch.no_grad():
+        _, full = compute_loss(model, batch, emb)
+    loss, logs = compute_loss(model, batch, emb, LossWeights(photometric=0.0, semantic=0.0))
+    loss.backward()
+    for k in ("pointmap", "distill", "distill_contrast"):
+        assert logs[k] == pytest.approx(full[k], rel=1e-4), k
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        trained = name.startswith(("dust3r.", "lseg_feature_extractor."))
+        assert (p.grad is not None) == trained, name
+
+
+def test_class_contrast_loss_separates_classes_that_cosine_barely_does():
+    """Class-name embeddings are close (cosine 0.4-0.7): the features of the wrong class lose
+    little in 1 - cos but a lot in the class cross-entropy; ignored pixels drop out."""
+    from lsm.semantics.text_encoder import build_text_encoder
+    from lsm.training.losses import class_contrast_loss, semantic_loss, teacher_features
+
+    emb = build_text_encoder("minilm").encode(["wall", "floor", "ceiling", "chair", "table", "bed", "sofa", "other"])
+    labels = torch.randint(0, 8, (2, 16, 16), generator=torch.Generator().manual_seed(0))
+    right = emb[labels].permute(0, 3, 1, 2)
+    wrong = emb[(labels + 1) % 8].permute(0, 3, 1, 2)
+    teacher, valid = emb[labels].permute(0, 3, 1, 2), torch.ones_like(labels, dtype=torch.bool)
+    assert semantic_loss(wrong, teacher, valid) < 0.5
+    assert class_contrast_loss(right, emb, labels) < 0.3
+    assert class_contrast_loss(wrong, emb, labels) > 3.0
+    half = class_contrast_loss(right[..., 1::2, 1::2], emb, labels)  # labels sub-sampled to h = H/2
+    assert half == pytest.approx(float(class_contrast_loss(right[..., 1::2, 1::2], emb, labels[..., 1::2, 1::2])))
+    ignored = labels.clone()
+    ignored[0] = 255
+    mixed = torch.cat([wrong[:1], right[1:]])
+    assert class_contrast_loss(mixed, emb, ignored) < 0.3
+    assert teacher_features(ignored, emb)[1][0].sum() == 0

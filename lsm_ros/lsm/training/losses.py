@@ -9,6 +9,10 @@
 * **Semantic**: 1 - cosine between rendered-and-expanded features and the teacher features,
   at half resolution; the teacher is the text embedding of each pixel's class name (what a
   perfect LSeg would output) or any (B,D,h,w) teacher map. Pixels labelled ``ignore`` drop out.
+* **Class contrast** (learned 2-D extractor only, our addition): cross-entropy over the
+  cosine similarities to all class embeddings divided by a temperature, as LSeg itself is
+  trained. Text embeddings of class names are close to each other (cosine 0.4-0.7 for
+  all-MiniLM-L6-v2), so 1 - cosine alone barely separates the classes.
 
 Shapes: images (B,V,3,H,W) in [0,1]; depth (B,V,H,W) metres, 0 = invalid; labels (B,V,H,W);
 K (B,V,3,3); c2w (B,V,4,4) OpenCV camera-to-world. Views 0,1 are the context pair.
@@ -98,3 +102,21 @@ def semantic_loss(features: torch.Tensor, teacher: torch.Tensor, valid: torch.Te
     cos = F.cosine_similarity(features, teacher, dim=1)
     m = valid.float()
     return ((1 - cos) * m).sum() / m.sum().clamp_min(1)
+
+
+def class_contrast_loss(features: torch.Tensor, class_embeddings: torch.Tensor, labels: torch.Tensor,
+                        temperature: float = 0.07, ignore_index: int = 255) -> torch.Tensor:
+    """Cross-entropy of per-pixel class logits ``cos(feature, class) / temperature``.
+
+    features (N,D,h,w); class_embeddings (C,D) unit norm; labels (N,H,W) at full resolution
+    (sub-sampled like :func:`teacher_features` when h = H/2).
+    """
+    if labels.shape[-2:] != features.shape[-2:]:
+        labels = labels[..., 1::2, 1::2]
+    logits = torch.einsum("ndhw,cd->nchw", F.normalize(features, dim=1),
+                          class_embeddings.to(features.dtype)) / temperature
+    target = labels.clone()
+    target[(target < 0) | (target >= class_embeddings.shape[0])] = ignore_index
+    if not (target != ignore_index).any():
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits, target, ignore_index=ignore_index)

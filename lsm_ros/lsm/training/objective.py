@@ -11,8 +11,9 @@ from dataclasses import dataclass
 
 import torch
 
+from ..model.lsm import normalise_images
 from ..rendering import render
-from .losses import (gt_pointmaps, optimal_scale, photometric_loss, pointmap_loss,
+from .losses import (class_contrast_loss, gt_pointmaps, optimal_scale, photometric_loss, pointmap_loss,
                      semantic_loss, teacher_features)
 
 
@@ -22,6 +23,8 @@ class LossWeights:
     photometric: float = 1.0
     semantic: float = 0.2  # official feature_loss_weight
     distill: float = 0.5  # trains a learnable 2-D semantic extractor (tiny); 0 for frozen LSeg
+    distill_contrast: float = 0.1  # class cross-entropy for the learnable extractor (see losses)
+    semantic_contrast: float = 0.0  # the same on the rendered features (0 = the paper's objective)
     ssim: float = 0.2
     conf_alpha: float = 0.2
 
@@ -51,12 +54,15 @@ def compute_loss(model, batch: dict, class_embeddings: torch.Tensor,
     the input resolution (intrinsics scaled; images area-averaged to match; the rendered
     features are then already at the teacher's H/2 and only the 1x1 expansion applies).
     It quarters the rasterisation cost, which dominates a CPU training step; 1.0 is the
-    paper's setting."""
+    paper's setting. With ``weights.photometric == weights.semantic == 0`` only the 2-D
+    stage runs (see :func:`_backbone_stage_loss`)."""
     if render_scale not in (0.5, 1.0):
         raise ValueError(f"render_scale must be 0.5 or 1.0, got {render_scale}")
     images, depth, labels = batch["images"], batch["depth"], batch["labels"]
     K, c2w = batch["K"], batch["c2w"]
     B, V, _, H, W = images.shape
+    if weights.photometric == 0 and weights.semantic == 0:
+        return _backbone_stage_loss(model, batch, class_embeddings, weights)
     out = model(images[:, 0], images[:, 1])
     gt, valid = gt_pointmaps(depth, K, c2w)
     pred = torch.stack([out.pts1, out.pts2], dim=1)
@@ -84,18 +90,61 @@ def compute_loss(model, batch: dict, class_embeddings: torch.Tensor,
     logs.update(plogs)
 
     teacher, tvalid = teacher_features(labels.flatten(0, 1), class_embeddings.to(feats.dtype))
-    l_sem = semantic_loss(model.expand_features(feats, downsample=render_scale == 1.0),
-                          teacher, tvalid)
+    expanded = model.expand_features(feats, downsample=render_scale == 1.0)
+    l_sem = semantic_loss(expanded, teacher, tvalid)
     total = weights.pointmap * l_pts + weights.photometric * l_photo + weights.semantic * l_sem
     logs.update(pointmap=float(l_pts.detach()), photometric=float(l_photo.detach()), semantic=float(l_sem.detach()))
+    if weights.semantic_contrast > 0:
+        l_sc = class_contrast_loss(expanded, class_embeddings, labels.flatten(0, 1))
+        total = total + weights.semantic_contrast * l_sc
+        logs["semantic_contrast"] = float(l_sc.detach())
 
-    extractor = model.lseg_feature_extractor
-    if weights.distill > 0 and any(p.requires_grad for p in extractor.parameters()):
+    if _distills(model, weights):
         # out.semantic_2d is view-major (2B): reorder the context teachers to match
         t_ctx = teacher.unflatten(0, (B, V))[:, :2].transpose(0, 1).flatten(0, 1)
         v_ctx = tvalid.unflatten(0, (B, V))[:, :2].transpose(0, 1).flatten(0, 1)
-        l_dist = semantic_loss(out.semantic_2d, t_ctx, v_ctx)
-        total = total + weights.distill * l_dist
-        logs["distill"] = float(l_dist.detach())
+        l_ctx = labels[:, :2].transpose(0, 1).flatten(0, 1)
+        total = total + _distill_loss(out.semantic_2d, t_ctx, v_ctx, l_ctx, class_embeddings, weights, logs)
+    logs["loss"] = float(total.detach())
+    return total, logs
+
+
+def _distill_loss(sem, teacher, valid, labels, class_embeddings, weights: LossWeights, logs: dict):
+    """Weighted distillation of the learned 2-D extractor: 1 - cos to the teacher plus the
+    class contrast term; sem/teacher (N,D,h,w), valid (N,h,w), labels (N,H,W)."""
+    l_dist = semantic_loss(sem, teacher, valid)
+    logs["distill"] = float(l_dist.detach())
+    total = weights.distill * l_dist
+    if weights.distill_contrast > 0:
+        l_ce = class_contrast_loss(sem, class_embeddings, labels)
+        logs["distill_contrast"] = float(l_ce.detach())
+        total = total + weights.distill_contrast * l_ce
+    return total
+
+
+def _distills(model, weights: LossWeights) -> bool:
+    """Whether the 2-D semantic extractor is trained (a learnable one and a distill weight)."""
+    return weights.distill > 0 and any(p.requires_grad for p in model.lseg_feature_extractor.parameters())
+
+
+def _backbone_stage_loss(model, batch: dict, class_embeddings: torch.Tensor, weights: LossWeights
+                         ) -> tuple[torch.Tensor, dict]:
+    """The 2-D stage: pointmap regression of the geometry backbone plus distillation of the
+    learned 2-D semantic extractor, without the point transformer, the Gaussian head or any
+    rendering (about a tenth of a full step on CPU). Used when the photometric and semantic
+    weights are both 0; the Gaussian stage is then trained afterwards with the full objective."""
+    images, labels = batch["images"], batch["labels"]
+    geo = model.dust3r(normalise_images(images[:, 0]), normalise_images(images[:, 1]))
+    gt, valid = gt_pointmaps(batch["depth"], batch["K"], batch["c2w"])
+    pred = torch.stack([geo.pts1, geo.pts2], dim=1)
+    conf = torch.stack([geo.conf1, geo.conf2], dim=1)
+    l_pts, logs = pointmap_loss(pred, conf, gt[:, :2], valid[:, :2], alpha=weights.conf_alpha)
+    total = weights.pointmap * l_pts
+    logs.update(pointmap=float(l_pts.detach()), photometric=0.0, semantic=0.0)
+    if _distills(model, weights):
+        sem = model.semantic_features(torch.cat([images[:, 0], images[:, 1]], dim=0))  # view-major
+        ctx_labels = torch.cat([labels[:, 0], labels[:, 1]], dim=0)
+        teacher, tvalid = teacher_features(ctx_labels, class_embeddings.to(sem.dtype))
+        total = total + _distill_loss(sem, teacher, tvalid, ctx_labels, class_embeddings, weights, logs)
     logs["loss"] = float(total.detach())
     return total, logs
