@@ -1,7 +1,8 @@
 """The shipped embedded model on procedural scenes it never saw in training.
 
-Training used dataset items 0 .. steps x batch (< 2,000) of ``ProceduralDataset(seed=0)``;
-these tests use items 100000 .. 100015 (the held-out seeds ``lsm-eval`` uses by default),
+Training used items 0 .. 1,799 of ``ProceduralDataset(seed=0)`` and 0 .. 7,199 of
+``ProceduralDataset(seed=2)`` (other scenes: the per-item seed hashes the dataset seed);
+these tests use items 100000 .. 100015 of ``seed=0`` (the held-out seeds ``lsm-eval`` uses by default),
 evaluated with the paper's protocol (``lsm.evaluation.evaluate``).  Thresholds are the issue's
 targets; the measured values are in the README.
 """
@@ -21,11 +22,11 @@ TARGETS = {  # metric: (direction, issue threshold)
 # Targets the shipped model does not reach yet (measured on HELD_OUT, see the README): the
 # tests below are strict expected failures, so reaching a target turns them into a failure
 # that asks for this table to be updated.
-NOT_REACHED = {"abs_rel": 0.243, "tau": 0.090, "source_miou": 0.292, "psnr": 17.9}
+NOT_REACHED = {"abs_rel": 0.199, "tau": 0.125, "source_miou": 0.295, "psnr": 18.9}
 # What the shipped model must not fall below (measured minus a margin): catches a broken
 # or wrongly loaded model (random weights: mIoU ~0.05, AbsRel ~0.5, PSNR ~10).
-FLOORS = {"abs_rel": ("max", 0.28), "source_miou": ("min", 0.25), "source_accuracy": ("min", 0.60),
-          "psnr": ("min", 16.5)}
+FLOORS = {"abs_rel": ("max", 0.23), "tau": ("min", 0.10), "source_miou": ("min", 0.25),
+          "source_accuracy": ("min", 0.62), "psnr": ("min", 17.5)}
 
 pytestmark = pytest.mark.slow
 
