@@ -13,6 +13,7 @@ import sys, time
 import numpy as np
 sys.path.insert(0, sys.argv[1] + "/lsm_ros")
 from lsm.data.procedural import generate_sample
+from lsm.data.sample import CLASS_NAMES
 from lsm.inference import reconstruct_pairs
 from lsm_ros.engine import load_engine
 from lsm_ros.outputs import reconstruction_outputs
@@ -20,7 +21,7 @@ from lsm_ros.outputs import reconstruction_outputs
 engine = load_engine("tiny", "", "cpu", "fp32", cpu_threads=2)
 sample = generate_sample(3, size=(480, 640))
 pair = (sample.context[0].image, sample.context[1].image)
-labels = ["wall", "floor", "ceiling", "chair", "table", "bed", "sofa", "other"]
+labels = list(CLASS_NAMES)
 outputs, queries = [], []
 for _ in range(4):
     rec = reconstruct_pairs(engine.model, [pair], text_encoder=engine.text_encoder)[0]

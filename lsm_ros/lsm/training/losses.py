@@ -86,12 +86,17 @@ def photometric_loss(rendered: torch.Tensor, target: torch.Tensor, ssim_weight: 
     return l1, {"l1": float(l1.detach())}
 
 
+def half_resolution_labels(labels: torch.Tensor) -> torch.Tensor:
+    """(...,H,W) -> (...,H/2,W/2): the label at the centre of every 2x2 block (nearest)."""
+    return labels[..., 1::2, 1::2]
+
+
 def teacher_features(labels: torch.Tensor, class_embeddings: torch.Tensor, ignore_index: int = 255):
     """Per-pixel teacher at half resolution: labels (N,H,W) -> features (N,D,H/2,W/2), valid (N,H/2,W/2).
 
     Sub-samples labels at the centre of every 2x2 block (nearest), as the features live at H/2.
     """
-    lab = labels[..., 1::2, 1::2]
+    lab = half_resolution_labels(labels)
     valid = (lab != ignore_index) & (lab >= 0) & (lab < class_embeddings.shape[0])
     feats = class_embeddings[lab.clamp(0, class_embeddings.shape[0] - 1)]  # (N,h,w,D)
     return feats.permute(0, 3, 1, 2), valid
@@ -112,7 +117,7 @@ def class_contrast_loss(features: torch.Tensor, class_embeddings: torch.Tensor, 
     (sub-sampled like :func:`teacher_features` when h = H/2).
     """
     if labels.shape[-2:] != features.shape[-2:]:
-        labels = labels[..., 1::2, 1::2]
+        labels = half_resolution_labels(labels)
     logits = torch.einsum("ndhw,cd->nchw", F.normalize(features, dim=1),
                           class_embeddings.to(features.dtype)) / temperature
     target = labels.clone()

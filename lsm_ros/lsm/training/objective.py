@@ -64,11 +64,7 @@ def compute_loss(model, batch: dict, class_embeddings: torch.Tensor,
     if weights.photometric == 0 and weights.semantic == 0:
         return _backbone_stage_loss(model, batch, class_embeddings, weights)
     out = model(images[:, 0], images[:, 1])
-    gt, valid = gt_pointmaps(depth, K, c2w)
-    pred = torch.stack([out.pts1, out.pts2], dim=1)
-    conf = torch.stack([out.conf1, out.conf2], dim=1)
-    l_pts, logs = pointmap_loss(pred, conf, gt[:, :2], valid[:, :2], alpha=weights.conf_alpha)
-    scale = optimal_scale(pred, gt[:, :2], valid[:, :2])  # s * gt ~ pred
+    l_pts, logs, scale = _pointmap_term(out, batch, weights)
 
     rel = scaled_relative_poses(c2w, scale)
     Kr, Wr, Hr = K, W, H
@@ -109,6 +105,16 @@ def compute_loss(model, batch: dict, class_embeddings: torch.Tensor,
     return total, logs
 
 
+def _pointmap_term(pred_out, batch: dict, weights: LossWeights):
+    """Pointmap loss of the context pair from any output with ``pts1/pts2/conf1/conf2``
+    (the network's or the geometry backbone's): (loss, logs, scale (B,) with s * gt ~ pred)."""
+    gt, valid = gt_pointmaps(batch["depth"], batch["K"], batch["c2w"])
+    pred = torch.stack([pred_out.pts1, pred_out.pts2], dim=1)
+    conf = torch.stack([pred_out.conf1, pred_out.conf2], dim=1)
+    loss, logs = pointmap_loss(pred, conf, gt[:, :2], valid[:, :2], alpha=weights.conf_alpha)
+    return loss, logs, optimal_scale(pred, gt[:, :2], valid[:, :2])
+
+
 def _distill_loss(sem, teacher, valid, labels, class_embeddings, weights: LossWeights, logs: dict):
     """Weighted distillation of the learned 2-D extractor: 1 - cos to the teacher plus the
     class contrast term; sem/teacher (N,D,h,w), valid (N,h,w), labels (N,H,W)."""
@@ -135,10 +141,7 @@ def _backbone_stage_loss(model, batch: dict, class_embeddings: torch.Tensor, wei
     weights are both 0; the Gaussian stage is then trained afterwards with the full objective."""
     images, labels = batch["images"], batch["labels"]
     geo = model.dust3r(normalise_images(images[:, 0]), normalise_images(images[:, 1]))
-    gt, valid = gt_pointmaps(batch["depth"], batch["K"], batch["c2w"])
-    pred = torch.stack([geo.pts1, geo.pts2], dim=1)
-    conf = torch.stack([geo.conf1, geo.conf2], dim=1)
-    l_pts, logs = pointmap_loss(pred, conf, gt[:, :2], valid[:, :2], alpha=weights.conf_alpha)
+    l_pts, logs, _ = _pointmap_term(geo, batch, weights)
     total = weights.pointmap * l_pts
     logs.update(pointmap=float(l_pts.detach()), photometric=0.0, semantic=0.0)
     if _distills(model, weights):
