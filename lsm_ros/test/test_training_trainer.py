@@ -111,6 +111,32 @@ def test_resume_refuses_a_weights_only_file(setup, tmp_path):
         trainer.resume(path)
 
 
+def test_train_only_changes_the_named_modules_and_nothing_else(setup, tmp_path):
+    """``--train-only`` (a head stage on a trained backbone): the named modules move, every
+    other weight stays bit-identical, including under AdamW's weight decay."""
+    dataset, emb = setup
+    torch.manual_seed(0)
+    model = LSM(micro_config(32))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    prefixes = ("feature_reduction", "feature_expansion", "gaussian_head")
+    cfg = TrainConfig(steps=2, batch_size=1, lr=1e-2, warmup=1, workers=0, log_every=1,
+                      ckpt_every=10, train_only=prefixes)
+    trainer = Trainer(model, dataset, collate, emb, cfg, tmp_path / "heads")
+    trainer.train(progress=False)
+    after = model.state_dict()
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert moved, "nothing was trained"
+    assert all(k.startswith(prefixes) for k in moved), sorted(k for k in moved if not k.startswith(prefixes))
+    assert {k.split(".")[0] for k in moved} == set(prefixes)
+
+
+def test_train_only_rejects_a_prefix_that_names_no_parameter(setup, tmp_path):
+    dataset, emb = setup
+    cfg = TrainConfig(steps=1, batch_size=1, workers=0, train_only=("gaussian_haed",))
+    with pytest.raises(ValueError, match="gaussian_haed.*match no parameter"):
+        Trainer(LSM(micro_config(32)), dataset, collate, emb, cfg, tmp_path / "typo")
+
+
 def test_checkpoint_round_trip(tmp_path):
     torch.manual_seed(1)
     model = LSM(micro_config(32))

@@ -58,6 +58,9 @@ def parse_args(argv=None):
     p.add_argument("--render-scale", type=float, default=1.0, choices=(0.5, 1.0),
                    help="render the loss views at this fraction of the input size (0.5: 4x "
                         "cheaper rasterisation, for CPU training)")
+    p.add_argument("--train-only", default="",
+                   help="comma-separated parameter-name prefixes to train, the rest frozen "
+                        "(e.g. feature_reduction,feature_expansion,gaussian_head)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-progress", action="store_true")
     for name, default in vars(LossWeights()).items():
@@ -75,6 +78,7 @@ def main(argv=None) -> int:
     cfg = TrainConfig(steps=a.steps, batch_size=a.batch_size, lr=a.lr, warmup=a.warmup, seed=a.seed,
                       workers=a.workers, log_every=a.log_every, ckpt_every=a.ckpt_every,
                       render_scale=a.render_scale,
+                      train_only=tuple(x.strip() for x in a.train_only.split(",") if x.strip()),
                       weights=LossWeights(**{k: getattr(a, f"w_{k}") for k in vars(LossWeights())}))
     if a.init:
         model = LSM.load(a.init)

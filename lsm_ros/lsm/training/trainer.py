@@ -39,6 +39,9 @@ class TrainConfig:
     ckpt_every: int = 100
     render_scale: float = 1.0  # 0.5: photometric/semantic terms on half-resolution renders
     weights: LossWeights = field(default_factory=LossWeights)
+    # Parameter-name prefixes to train (e.g. ("feature_reduction", "gaussian_head")); every
+    # other parameter is frozen. Empty: train all parameters that require gradients.
+    train_only: tuple = ()
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -47,6 +50,34 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
         return cfg.lr * (step + 1) / cfg.warmup
     t = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * t))
+
+
+def freeze_all_but(model: torch.nn.Module, prefixes) -> int:
+    """Freeze every parameter whose name starts with none of ``prefixes`` (never unfreezes a
+    parameter frozen already, e.g. the paper's LSeg). Returns the number left trainable.
+    Raises ValueError for a prefix that names no parameter, or when nothing is left to train."""
+    names = [n for n, _ in model.named_parameters()]
+    unknown = [p for p in prefixes if not any(n.startswith(p) for n in names)]
+    if unknown:
+        tops = sorted({n.split(".")[0] for n in names})
+        raise ValueError(f"--train-only prefixes {unknown} match no parameter; modules: {tops}")
+    for name, param in model.named_parameters():
+        if not any(name.startswith(p) for p in prefixes):
+            param.requires_grad_(False)
+    left = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if left == 0:
+        raise ValueError(f"--train-only {list(prefixes)}: every matching parameter is frozen already")
+    return left
+
+
+def train_mode(model: torch.nn.Module) -> None:
+    """``model.train()``, except that every module whose parameters are all frozen runs in eval
+    mode: its normalisation statistics stay as loaded and its dropout is off."""
+    model.train()
+    for module in model.modules():
+        params = list(module.parameters())
+        if params and not any(p.requires_grad for p in params):
+            module.eval()
 
 
 class StepSampler(Sampler):
@@ -94,6 +125,8 @@ class Trainer:
                 dist.broadcast(t, src=0)
         self.dataset, self.collate = dataset, collate
         self.class_embeddings = class_embeddings.to(self.device)
+        if cfg.train_only:
+            freeze_all_but(model, cfg.train_only)
         params = [p for p in model.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
         self.step = 0
@@ -142,7 +175,7 @@ class Trainer:
 
             bar = tqdm(total=cfg.steps, initial=self.step, desc="train", dynamic_ncols=True)
         writer = self._tensorboard()
-        self.model.train()
+        train_mode(self.model)
         t_last = time.perf_counter()
         for batch in loader:
             batch = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
