@@ -196,6 +196,33 @@ def test_backbone_stage_trains_the_2d_modules_only_with_the_same_terms():
         assert (p.grad is not None) == trained, name
 
 
+def test_residual_path_stage_fits_the_path_the_rendered_features_follow():
+    """``residual_path`` in the 2-D stage: the expanded-reduced 2-D features of every context
+    pixel are fitted to the teacher; gradients reach the feature reduction and expansion only
+    (the 2-D features are detached), and with the pointmap weight 0 nothing else runs."""
+    from lsm.training.losses import semantic_loss, teacher_features
+    from lsm.training.objective import LossWeights
+
+    torch.manual_seed(0)
+    model = LSM(micro_config(64)).train()
+    batch = procedural_batch(64, index=3)
+    emb = model.text_encoder().encode(list(batch["class_names"]))
+    weights = LossWeights(pointmap=0.0, photometric=0.0, semantic=0.0, distill=0.0, residual_path=1.0)
+    loss, logs = compute_loss(model, batch, emb, weights)
+    loss.backward()
+    assert "pointmap" not in logs and "distill" not in logs
+    trained = {name.split(".")[0] for name, p in model.named_parameters() if p.grad is not None}
+    assert trained == {"feature_reduction", "feature_expansion"}
+
+    images, labels = batch["images"], batch["labels"]
+    with torch.no_grad():
+        sem = model.semantic_features(torch.cat([images[:, 0], images[:, 1]]))
+        teacher, valid = teacher_features(torch.cat([labels[:, 0], labels[:, 1]]), emb)
+        expected = semantic_loss(model.expand_features(model.feature_reduction(sem)), teacher, valid)
+    assert logs["residual_path"] == pytest.approx(float(expected), rel=1e-5)
+    assert loss.item() == pytest.approx(float(expected), rel=1e-5)
+
+
 def test_class_contrast_loss_separates_classes_that_cosine_barely_does():
     """Class-name embeddings are close (cosine 0.4-0.7): the features of the wrong class lose
     little in 1 - cos but a lot in the class cross-entropy; ignored pixels drop out."""

@@ -25,6 +25,9 @@ class LossWeights:
     distill: float = 0.5  # trains a learnable 2-D semantic extractor (tiny); 0 for frozen LSeg
     distill_contrast: float = 0.1  # class cross-entropy for the learnable extractor (see losses)
     semantic_contrast: float = 0.0  # the same on the rendered features (0 = the paper's objective)
+    # 2-D stage only: fits the per-pixel semantic residual path (expansion o reduction of the
+    # detached 2-D features), which the rendered source-view features mostly follow
+    residual_path: float = 0.0
     ssim: float = 0.2
     conf_alpha: float = 0.2
 
@@ -118,13 +121,21 @@ def _pointmap_term(pred_out, batch: dict, weights: LossWeights):
 def _distill_loss(sem, teacher, valid, labels, class_embeddings, weights: LossWeights, logs: dict):
     """Weighted distillation of the learned 2-D extractor: 1 - cos to the teacher plus the
     class contrast term; sem/teacher (N,D,h,w), valid (N,h,w), labels (N,H,W)."""
-    l_dist = semantic_loss(sem, teacher, valid)
-    logs["distill"] = float(l_dist.detach())
-    total = weights.distill * l_dist
-    if weights.distill_contrast > 0:
-        l_ce = class_contrast_loss(sem, class_embeddings, labels)
-        logs["distill_contrast"] = float(l_ce.detach())
-        total = total + weights.distill_contrast * l_ce
+    return _feature_fit(sem, teacher, valid, labels, class_embeddings,
+                        weights.distill, weights.distill_contrast, logs, "distill")
+
+
+def _feature_fit(feats, teacher, valid, labels, class_embeddings, w_cos: float, w_ce: float,
+                 logs: dict, name: str):
+    """w_cos x (1 - cos to the teacher) + w_ce x class cross-entropy of text-space features
+    (N,D,h,w); logged as ``name`` and ``name + "_contrast"``."""
+    l_cos = semantic_loss(feats, teacher, valid)
+    logs[name] = float(l_cos.detach())
+    total = w_cos * l_cos
+    if w_ce > 0:
+        l_ce = class_contrast_loss(feats, class_embeddings, labels)
+        logs[name + "_contrast"] = float(l_ce.detach())
+        total = total + w_ce * l_ce
     return total
 
 
@@ -138,16 +149,28 @@ def _backbone_stage_loss(model, batch: dict, class_embeddings: torch.Tensor, wei
     """The 2-D stage: pointmap regression of the geometry backbone plus distillation of the
     learned 2-D semantic extractor, without the point transformer, the Gaussian head or any
     rendering (about a tenth of a full step on CPU). Used when the photometric and semantic
-    weights are both 0; the Gaussian stage is then trained afterwards with the full objective."""
+    weights are both 0; the Gaussian stage is then trained afterwards with the full objective.
+    With ``weights.residual_path`` > 0 it also fits the semantic residual path (feature
+    reduction then expansion, per pixel, of the detached 2-D features) to the teacher; with
+    ``weights.pointmap`` 0 the geometry backbone is not run at all."""
     images, labels = batch["images"], batch["labels"]
-    geo = model.dust3r(normalise_images(images[:, 0]), normalise_images(images[:, 1]))
-    l_pts, logs, _ = _pointmap_term(geo, batch, weights)
-    total = weights.pointmap * l_pts
-    logs.update(pointmap=float(l_pts.detach()), photometric=0.0, semantic=0.0)
-    if _distills(model, weights):
+    total, logs = images.new_zeros(()), {}
+    if weights.pointmap > 0:
+        geo = model.dust3r(normalise_images(images[:, 0]), normalise_images(images[:, 1]))
+        l_pts, logs, _ = _pointmap_term(geo, batch, weights)
+        total = total + weights.pointmap * l_pts
+        logs["pointmap"] = float(l_pts.detach())
+    logs.update(photometric=0.0, semantic=0.0)
+    if _distills(model, weights) or weights.residual_path > 0:
         sem = model.semantic_features(torch.cat([images[:, 0], images[:, 1]], dim=0))  # view-major
         ctx_labels = torch.cat([labels[:, 0], labels[:, 1]], dim=0)
         teacher, tvalid = teacher_features(ctx_labels, class_embeddings.to(sem.dtype))
-        total = total + _distill_loss(sem, teacher, tvalid, ctx_labels, class_embeddings, weights, logs)
+        if _distills(model, weights):
+            total = total + _distill_loss(sem, teacher, tvalid, ctx_labels, class_embeddings, weights, logs)
+        if weights.residual_path > 0:
+            path = model.expand_features(model.feature_reduction(sem.detach()))
+            total = total + _feature_fit(path, teacher, tvalid, ctx_labels, class_embeddings,
+                                         weights.residual_path, weights.semantic_contrast, logs,
+                                         "residual_path")
     logs["loss"] = float(total.detach())
     return total, logs
