@@ -137,23 +137,28 @@ class Reconstruction:
               synonym_similarity: float = 0.8) -> QueryResult:
         """Segment ``label`` at ``view`` and collect its 3-D points.
 
-        Relevance (LERF-style): for every negative label c the pairwise softmax
-        exp(t*cos(f,q)) / (exp(t*cos(f,q)) + exp(t*cos(f,c))), minimised over the negatives.
+        Relevance (LERF-style): with s(f) the best cosine of the feature f with the query or
+        one of its synonyms in the ``vocabulary`` (text similarity >= ``synonym_similarity``:
+        "couch" -> "sofa", "armchair" -> "chair"), for every negative label c the pairwise
+        softmax exp(t*s(f)) / (exp(t*s(f)) + exp(t*cos(f,c))), minimised over the negatives.
         Negatives are the ``vocabulary`` minus the query itself and its synonyms (see
-        :meth:`_negatives`), so "couch" does not compete with "sofa".
-        Pixels / Gaussians with relevance >= ``threshold`` are the object.
+        :meth:`_negatives`), so "couch" does not compete with "sofa" but is found where the
+        model says "sofa". Pixels / Gaussians with relevance >= ``threshold`` are the object.
         """
         self._check_view(view)
         q = self.text_embeddings([label])[0]
         negatives = self._negatives(label, q, vocabulary, synonym_similarity)
         neg = self.text_embeddings(negatives) if negatives else q.new_zeros((0, q.numel()))
+        synonyms = self._synonyms(label, q, vocabulary, synonym_similarity)
+        syn = self.text_embeddings(synonyms) if synonyms else q.new_zeros((0, q.numel()))
+        P = 1 + syn.shape[0]
+        texts = torch.cat([q[None], syn, neg])  # (P + K, D): the query, its synonyms, negatives
 
-        texts = torch.cat([q[None], neg])  # (1 + K, D): the query, then its negatives
-
-        def relevance(sims):  # cosine similarities (..., 1 + K) -> relevance (...)
+        def relevance(sims):  # cosine similarities (..., P + K) -> relevance (...)
+            pos = sims[..., :P].max(dim=-1, keepdim=True).values
             if neg.shape[0] == 0:
-                return (sims[..., 0] + 1) / 2
-            return torch.sigmoid(temperature * (sims[..., :1] - sims[..., 1:])).min(dim=-1).values
+                return (pos[..., 0] + 1) / 2
+            return torch.sigmoid(temperature * (pos - sims[..., P:])).min(dim=-1).values
 
         pix = relevance(self.feature_map(view).permute(1, 2, 0) @ texts.t())  # (S,S)
         mask = (pix >= threshold).cpu().numpy()
@@ -179,6 +184,16 @@ class Reconstruction:
         return QueryResult(label, view, found, score if found else 0.0, mask, mask_original,
                            points, np.asarray(centroid, np.float32), np.asarray(extent, np.float32),
                            message)
+
+    def _synonyms(self, label, q, vocabulary, synonym_similarity):
+        """Vocabulary words other than the query whose text similarity with it is
+        >= ``synonym_similarity``: they stand for the same object."""
+        key = label.strip().lower()
+        vocab = [v for v in dict.fromkeys(vocabulary) if v.strip().lower() != key]
+        if not vocab:
+            return []
+        sims = (self.text_embeddings(vocab) @ q).tolist()
+        return [v for v, s in zip(vocab, sims) if s >= synonym_similarity]
 
     def _negatives(self, label, q, vocabulary, synonym_similarity, margin=0.05):
         """Vocabulary words that compete with the query: all but the query's synonyms, i.e.

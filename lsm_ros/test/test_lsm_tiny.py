@@ -183,6 +183,19 @@ def test_query_mask_original_is_the_warped_model_mask(rec):
         rec.query("floor", VOCAB, view=-1)
 
 
+def test_a_synonym_query_finds_at_least_what_its_vocabulary_word_finds(rec):
+    """'couch' is not in VOCAB; its synonym 'sofa' is: wherever the model says 'sofa' well
+    enough to answer a 'sofa' query, a 'couch' query answers too (pixels and points)."""
+    for threshold in (0.2, 0.4, 0.5, 0.6):
+        sofa = rec.query("sofa", VOCAB, view=0, threshold=threshold, min_confidence=0.0)
+        couch = rec.query("couch", VOCAB, view=0, threshold=threshold, min_confidence=0.0)
+        assert not (sofa.mask & ~couch.mask).any(), threshold
+        assert len(couch.points) >= len(sofa.points), threshold
+    # a word that is no synonym of any vocabulary entry gets no such help
+    assert rec._synonyms("mug", rec.text_embeddings(["mug"])[0], VOCAB, 0.8) == []
+    assert rec._synonyms("couch", rec.text_embeddings(["couch"])[0], VOCAB, 0.8) == ["sofa"]
+
+
 def test_save_ply_is_3dgs_readable(rec, tmp_path):
     path = rec.save_ply(tmp_path / "scene.ply")
     v = load_ply_vertices(path)
