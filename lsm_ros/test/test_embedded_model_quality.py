@@ -1,8 +1,9 @@
 """The shipped embedded model on procedural scenes it never saw in training.
 
-Training used items 0 .. 1,799 of ``ProceduralDataset(seed=0)`` and 0 .. 7,199 of
-``ProceduralDataset(seed=2)`` (other scenes: the per-item seed hashes the dataset seed);
-these tests use items 100000 .. 100015 of ``seed=0`` (the held-out seeds ``lsm-eval`` uses by default),
+Training used items 0 .. 1,799 of ``ProceduralDataset(seed=0)`` and the first few thousand
+items of ``ProceduralDataset(seed=s)`` for s in 2, 5 .. 11 (other scenes: the per-item seed
+hashes the dataset seed; the README lists every stage); these tests use items
+100000 .. 100015 of ``seed=0`` (the held-out seeds ``lsm-eval`` uses by default),
 evaluated with the paper's protocol (``lsm.evaluation.evaluate``).  Thresholds are the issue's
 targets; the measured values are in the README.
 """
@@ -22,24 +23,23 @@ TARGETS = {  # metric: (direction, issue threshold)
 # Targets the shipped model does not reach yet (measured on HELD_OUT, see the README): the
 # tests below are strict expected failures, so reaching a target turns them into a failure
 # that asks for this table to be updated.
-NOT_REACHED = {"abs_rel": 0.199, "tau": 0.125, "source_miou": 0.295, "psnr": 18.9}
+NOT_REACHED = {"abs_rel": 0.175, "tau": 0.152}
 # What the shipped model must not fall below (measured minus a margin): catches a broken
 # or wrongly loaded model (random weights: mIoU ~0.05, AbsRel ~0.5, PSNR ~10).
-FLOORS = {"abs_rel": ("max", 0.23), "tau": ("min", 0.10), "source_miou": ("min", 0.25),
-          "source_accuracy": ("min", 0.62), "psnr": ("min", 17.5)}
+FLOORS = {"abs_rel": ("max", 0.20), "tau": ("min", 0.12), "source_miou": ("min", 0.45),
+          "source_accuracy": ("min", 0.78), "psnr": ("min", 19.5)}
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def summary():
+def summary(embedded):
     from lsm.data import dataset as ds
     from lsm.data.sample import CLASS_NAMES
     from lsm.evaluation.evaluate import evaluate_batch, summarise
-    from lsm.model.lsm import LSM
 
     torch.manual_seed(0)
-    model = LSM.load(None)
+    model = embedded
     emb = model.text_encoder().encode(list(CLASS_NAMES))
     data = ds.ProceduralDataset(num_samples=10 ** 9, seed=0, size=model.config.image_size)
     items = [data[i] for i in HELD_OUT]
@@ -71,28 +71,60 @@ def test_held_out_quality_stays_above_the_shipped_floor(summary, metric):
     assert (value <= bound) if direction == "max" else (value >= bound), (metric, value, bound)
 
 
-@pytest.mark.xfail(strict=True, reason="target not reached yet: 'couch' finds no sofa pixels "
-                   "above the 0.5 relevance threshold on the held-out scenes (IoU 0.0)")
-def test_synonym_query_lands_on_the_sofa():
-    """'couch' is not in the vocabulary; its mask must fall on the sofa pixels."""
+def _scenes_showing(class_name, count=4, min_fraction=0.08):
+    """Held-out procedural samples (seeds 200000+) whose reference view shows enough of a class."""
     from lsm.data.procedural import generate_sample
     from lsm.data.sample import CLASS_NAMES
+
+    c = CLASS_NAMES.index(class_name)
+    found = []
+    for seed in range(200000, 200080):
+        sample = generate_sample(seed, size=128)
+        if (sample.context[0].labels == c).mean() >= min_fraction:
+            found.append((sample, sample.context[0].labels == c))
+            if len(found) == count:
+                return found
+    raise AssertionError(f"not enough held-out scenes with a large {class_name} in view")
+
+
+@pytest.fixture(scope="module")
+def embedded():
     from lsm.model.lsm import LSM
 
-    model = LSM.load(None)
-    sofa = CLASS_NAMES.index("sofa")
+    return LSM.load(None)
+
+
+def test_synonym_query_lands_on_the_sofa(embedded):
+    """'couch' is not in the vocabulary; its mask (default threshold) must fall on the sofa."""
+    from lsm.data.sample import CLASS_NAMES
+
     ious = []
-    for seed in range(200000, 200040):
-        sample = generate_sample(seed, size=128)
-        truth = sample.context[0].labels == sofa
-        if truth.mean() < 0.08:
-            continue
-        rec = model.reconstruct(sample.context[0].image, sample.context[1].image)
+    for sample, truth in _scenes_showing("sofa"):
+        rec = embedded.reconstruct(sample.context[0].image, sample.context[1].image)
         result = rec.query("couch", list(CLASS_NAMES), view=0, threshold=0.5)
         mask = result.mask_original > 0 if result.found else np.zeros_like(truth)
         ious.append(float((mask & truth).sum() / max(1, (mask | truth).sum())))
-        if len(ious) == 4:
-            break
-    assert len(ious) == 4, "not enough held-out scenes with a large sofa in view"
     print("couch IoU with the sofa pixels:", [round(x, 2) for x in ious])
     assert np.mean(ious) > 0.3, ious
+
+
+def _auc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the ROC curve: the chance that a positive pixel outscores a negative one."""
+    ranks = np.empty(scores.size)
+    ranks[np.argsort(scores, kind="stable")] = np.arange(1, scores.size + 1)
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+@pytest.mark.parametrize("word,class_name", [("couch", "sofa"), ("desk", "table"),
+                                             ("armchair", "chair")])
+def test_words_outside_the_vocabulary_rank_their_class_first(embedded, word, class_name):
+    """Out-of-vocabulary words: the rendered features' cosine with the word's text embedding
+    ranks the right class's pixels above the rest far better than chance (AUC 0.5)."""
+    aucs = []
+    for sample, truth in _scenes_showing(class_name):
+        rec = embedded.reconstruct(sample.context[0].image, sample.context[1].image)
+        cos = torch.einsum("dhw,d->hw", rec.feature_map(0), rec.text_embeddings([word])[0])
+        aucs.append(_auc(cos.numpy().reshape(-1), truth.reshape(-1)))
+    print(f"{word!r} -> {class_name} AUC per scene:", [round(a, 3) for a in aucs])
+    assert np.mean(aucs) > 0.8, aucs
