@@ -141,22 +141,21 @@ class Reconstruction:
         one of its synonyms in the ``vocabulary`` (text similarity >= ``synonym_similarity``:
         "couch" -> "sofa", "armchair" -> "chair"), for every negative label c the pairwise
         softmax exp(t*s(f)) / (exp(t*s(f)) + exp(t*cos(f,c))), minimised over the negatives.
-        Negatives are the ``vocabulary`` minus the query itself and its synonyms (see
-        :meth:`_negatives`), so "couch" does not compete with "sofa" but is found where the
-        model says "sofa". Pixels / Gaussians with relevance >= ``threshold`` are the object.
+        Negatives are the rest of the ``vocabulary`` (see :meth:`_synonyms_and_negatives`), so
+        "couch" does not compete with "sofa" but is found where the model says "sofa".
+        Pixels / Gaussians with relevance >= ``threshold`` are the object.
         """
         self._check_view(view)
         q = self.text_embeddings([label])[0]
-        negatives = self._negatives(label, q, vocabulary, synonym_similarity)
-        neg = self.text_embeddings(negatives) if negatives else q.new_zeros((0, q.numel()))
-        synonyms = self._synonyms(label, q, vocabulary, synonym_similarity)
-        syn = self.text_embeddings(synonyms) if synonyms else q.new_zeros((0, q.numel()))
-        P = 1 + syn.shape[0]
-        texts = torch.cat([q[None], syn, neg])  # (P + K, D): the query, its synonyms, negatives
+        synonyms, negatives = self._synonyms_and_negatives(label, q, vocabulary, synonym_similarity)
+        P, K = 1 + len(synonyms), len(negatives)
+        # (P + K, D): the query, its synonyms, then the negatives
+        texts = torch.cat([q[None], self.text_embeddings(synonyms + negatives)]) \
+            if synonyms or negatives else q[None]
 
         def relevance(sims):  # cosine similarities (..., P + K) -> relevance (...)
             pos = sims[..., :P].max(dim=-1, keepdim=True).values
-            if neg.shape[0] == 0:
+            if K == 0:
                 return (pos[..., 0] + 1) / 2
             return torch.sigmoid(temperature * (pos - sims[..., P:])).min(dim=-1).values
 
@@ -185,29 +184,24 @@ class Reconstruction:
                            points, np.asarray(centroid, np.float32), np.asarray(extent, np.float32),
                            message)
 
-    def _synonyms(self, label, q, vocabulary, synonym_similarity):
-        """Vocabulary words other than the query whose text similarity with it is
-        >= ``synonym_similarity``: they stand for the same object."""
-        key = label.strip().lower()
-        vocab = [v for v in dict.fromkeys(vocabulary) if v.strip().lower() != key]
-        if not vocab:
-            return []
-        sims = (self.text_embeddings(vocab) @ q).tolist()
-        return [v for v, s in zip(vocab, sims) if s >= synonym_similarity]
+    def _synonyms_and_negatives(self, label, q, vocabulary, synonym_similarity, margin=0.05):
+        """Split the ``vocabulary`` (minus the query itself) by text similarity with the query.
 
-    def _negatives(self, label, q, vocabulary, synonym_similarity, margin=0.05):
-        """Vocabulary words that compete with the query: all but the query's synonyms, i.e.
-        words with text similarity >= ``synonym_similarity`` and, for a query outside the
-        vocabulary, the words within ``margin`` of its nearest vocabulary word (the closest
-        class stands in for it)."""
+        Synonyms: words with similarity >= ``synonym_similarity``; they stand for the query.
+        Negatives: the words that compete with it, i.e. all but the synonyms and, for a query
+        outside the vocabulary, the words within ``margin`` of its nearest vocabulary word
+        (the closest class stands in for it). Returns ``(synonyms, negatives)`` word lists.
+        """
         key = label.strip().lower()
         vocab = [v for v in dict.fromkeys(vocabulary) if v.strip().lower() != key]
         if not vocab:
-            return []
+            return [], []
         sims = (self.text_embeddings(vocab) @ q).tolist()
         in_vocab = len(vocab) < len(set(vocabulary))
         cut = synonym_similarity if in_vocab else min(synonym_similarity, max(sims) - margin)
-        return [v for v, s in zip(vocab, sims) if s < cut]
+        synonyms = [v for v, s in zip(vocab, sims) if s >= synonym_similarity]
+        negatives = [v for v, s in zip(vocab, sims) if s < cut]
+        return synonyms, negatives
 
     # ------------------------------------------------------------------ export
     def save_ply(self, path) -> "object":

@@ -192,8 +192,11 @@ def test_a_synonym_query_finds_at_least_what_its_vocabulary_word_finds(rec):
         assert not (sofa.mask & ~couch.mask).any(), threshold
         assert len(couch.points) >= len(sofa.points), threshold
     # a word that is no synonym of any vocabulary entry gets no such help
-    assert rec._synonyms("mug", rec.text_embeddings(["mug"])[0], VOCAB, 0.8) == []
-    assert rec._synonyms("couch", rec.text_embeddings(["couch"])[0], VOCAB, 0.8) == ["sofa"]
+    def synonyms(word):
+        return rec._synonyms_and_negatives(word, rec.text_embeddings([word])[0], VOCAB, 0.8)[0]
+
+    assert synonyms("mug") == []
+    assert synonyms("couch") == ["sofa"]
 
 
 def test_save_ply_is_3dgs_readable(rec, tmp_path):
