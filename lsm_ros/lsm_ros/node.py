@@ -31,6 +31,7 @@ non-fitting checkpoint: the reason is printed).
 from __future__ import annotations
 
 import math
+import os
 import re
 import sys
 import threading
@@ -498,6 +499,10 @@ class LsmNode(Node):
         self._pub_diagnostics.publish(diagnostic_array(
             self.get_clock().now().to_msg(), level, message, str(values["device"]), values))
 
+    def loader_still_running(self) -> bool:
+        """True while the inference thread is still inside the (uninterruptible) model load."""
+        return self._worker.alive and self._worker.state == "loading"
+
     def destroy_node(self):
         self._worker.stop(timeout=5.0)
         return super().destroy_node()
@@ -570,6 +575,13 @@ def main(args: Optional[List[str]] = None) -> int:
             node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
+        if node is not None and node.loader_still_running():
+            # A stop request arrived while the model was loading (8 s on 2 cores) and the
+            # load cannot be interrupted: finalising the interpreter under it aborts the
+            # process ("terminate called without an active exception"), so leave at once.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
     return 0
 
 
