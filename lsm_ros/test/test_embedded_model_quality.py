@@ -1,7 +1,7 @@
 """The shipped embedded model on procedural scenes it never saw in training.
 
 Training used items 0 .. 1,799 of ``ProceduralDataset(seed=0)`` and the first few thousand
-items of ``ProceduralDataset(seed=s)`` for s in 2, 5 .. 14 (other scenes: the per-item seed
+items of ``ProceduralDataset(seed=s)`` for s in 2, 5 .. 17 (other scenes: the per-item seed
 hashes the dataset seed; the README lists every stage); these tests use items
 100000 .. 100015 of ``seed=0`` (the held-out seeds ``lsm-eval`` uses by default),
 evaluated with the paper's protocol (``lsm.evaluation.evaluate``).  Thresholds are the issue's
@@ -23,10 +23,10 @@ TARGETS = {  # metric: (direction, issue threshold)
 # Targets the shipped model does not reach yet (measured on HELD_OUT, see the README): the
 # tests below are strict expected failures, so reaching a target turns them into a failure
 # that asks for this table to be updated.
-NOT_REACHED = {"tau": 0.222}
+NOT_REACHED = {"tau": 0.275}
 # What the shipped model must not fall below (measured minus a margin): catches a broken
 # or wrongly loaded model (random weights: mIoU ~0.05, AbsRel ~0.5, PSNR ~10).
-FLOORS = {"abs_rel": ("max", 0.17), "tau": ("min", 0.18), "source_miou": ("min", 0.45),
+FLOORS = {"abs_rel": ("max", 0.145), "tau": ("min", 0.23), "source_miou": ("min", 0.47),
           "source_accuracy": ("min", 0.78), "psnr": ("min", 19.5)}
 
 pytestmark = pytest.mark.slow

@@ -172,8 +172,8 @@ def _pose_errors(session, scene):
 def test_quality_relative_rotation_is_near_the_truth(session, scene):
     rot_err, _ = _pose_errors(session, scene)
     print(f"rotation error {rot_err:.1f} deg")
-    # one scene: 4.2 deg with the shipped model (15.0 with the one before it); median over 24
-    # held-out pairs 4.0 deg (7.2 before; scripts/pose_errors.py). Catches a broken pose path
+    # one scene: 4.7 deg with the shipped model (4.2 with stage 12, 15.0 with stage 9); median
+    # over 24 held-out pairs 3.8 deg (4.0, 7.2; scripts/pose_errors.py). Catches a broken pose path
     # (wrong frame or axis order: errors of 90-180 deg) and a clearly worse model.
     assert rot_err < 15.0, f"rotation error {rot_err:.1f} deg"
 
@@ -181,8 +181,8 @@ def test_quality_relative_rotation_is_near_the_truth(session, scene):
 def test_quality_relative_translation_direction_is_near_the_truth(session, scene):
     _, dir_err = _pose_errors(session, scene)
     print(f"translation direction error {dir_err:.1f} deg")
-    # one scene: 14.2 deg with the shipped model (strict xfail before it); median over 24
-    # held-out pairs 26 deg (55 deg before; scripts/pose_errors.py)
+    # one scene: 14.0 deg with the shipped model (14.2 with stage 12, a strict xfail before);
+    # median over 24 held-out pairs 22 deg (26 with stage 12; scripts/pose_errors.py)
     assert dir_err < 30.0, f"translation direction error {dir_err:.1f} deg (up to scale)"
 
 
