@@ -78,9 +78,11 @@ def test_resumed_training_continues_the_same_curve(setup, tmp_path):
     assert [h["step"] for h in history2] == [1, 2, 3, 4, 5, 6]
     losses2 = [h["loss"] for h in history2]
     print("uninterrupted", losses, "\nresumed      ", losses2)
-    # the first step after the resume is bit-identical; later ones may differ by float
-    # summation order (~1e-5 relative); a wrong batch or RNG state gives ~1e-2
-    assert losses2[:4] == losses[:4]
+    # steps 1-3 come from the checkpoint's history; later ones may differ by float
+    # summation order (multi-threaded scatter-adds in the backward pass are not
+    # bit-reproducible: CI measured 1.2e-6 relative at step 4); a wrong batch, weights or
+    # RNG state after the resume gives ~1e-2
+    assert losses2[:3] == losses[:3]
     assert losses2 == pytest.approx(losses, rel=1e-4)
     for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values()):
         assert torch.allclose(a, b, rtol=0, atol=CFG.lr)  # within one Adam step (~lr)
