@@ -23,10 +23,10 @@ TARGETS = {  # metric: (direction, issue threshold)
 # Targets the shipped model does not reach yet (measured on HELD_OUT, see the README): the
 # tests below are strict expected failures, so reaching a target turns them into a failure
 # that asks for this table to be updated.
-NOT_REACHED = {"tau": 0.275}
+NOT_REACHED = {"tau": 0.294}
 # What the shipped model must not fall below (measured minus a margin): catches a broken
 # or wrongly loaded model (random weights: mIoU ~0.05, AbsRel ~0.5, PSNR ~10).
-FLOORS = {"abs_rel": ("max", 0.145), "tau": ("min", 0.23), "source_miou": ("min", 0.47),
+FLOORS = {"abs_rel": ("max", 0.14), "tau": ("min", 0.25), "source_miou": ("min", 0.47),
           "source_accuracy": ("min", 0.78), "psnr": ("min", 19.5)}
 
 pytestmark = pytest.mark.slow
@@ -135,7 +135,7 @@ def test_held_out_pair_poses_are_near_the_truth(embedded):
 
     Medians, because single pairs vary: the translation direction of a short baseline is
     ill-conditioned (a few degrees of rotation error shift it by tens of degrees).  Measured
-    with the shipped model: rotation 3.8 deg, translation direction 22 deg; a wrong pose
+    with the shipped model: rotation 3.5 deg, translation direction 21 deg; a wrong pose
     convention (inverted c2w, swapped axes) gives about 90-180 deg.
     """
     from lsm.evaluation.poses import pair_pose_errors

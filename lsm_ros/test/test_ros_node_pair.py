@@ -172,8 +172,8 @@ def _pose_errors(session, scene):
 def test_quality_relative_rotation_is_near_the_truth(session, scene):
     rot_err, _ = _pose_errors(session, scene)
     print(f"rotation error {rot_err:.1f} deg")
-    # one scene: 4.7 deg with the shipped model (4.2 with stage 12, 15.0 with stage 9); median
-    # over 24 held-out pairs 3.8 deg (4.0, 7.2; scripts/pose_errors.py). Catches a broken pose path
+    # one scene: 4.6 deg with the shipped model (4.7 with stage 14, 15.0 with stage 9); median
+    # over 24 held-out pairs 3.5 deg (3.8, 7.2; asserted in test_embedded_model_quality.py). Catches a broken pose path
     # (wrong frame or axis order: errors of 90-180 deg) and a clearly worse model.
     assert rot_err < 15.0, f"rotation error {rot_err:.1f} deg"
 
@@ -181,8 +181,8 @@ def test_quality_relative_rotation_is_near_the_truth(session, scene):
 def test_quality_relative_translation_direction_is_near_the_truth(session, scene):
     _, dir_err = _pose_errors(session, scene)
     print(f"translation direction error {dir_err:.1f} deg")
-    # one scene: 14.0 deg with the shipped model (14.2 with stage 12, a strict xfail before);
-    # median over 24 held-out pairs 22 deg (26 with stage 12; scripts/pose_errors.py)
+    # one scene: 15.0 deg with the shipped model (14.0 with stage 14, a strict xfail before stage 12);
+    # median over 24 held-out pairs 21 deg (22 with stage 14; asserted in test_embedded_model_quality.py)
     assert dir_err < 30.0, f"translation direction error {dir_err:.1f} deg (up to scale)"
 
 
