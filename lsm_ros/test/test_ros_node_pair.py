@@ -173,8 +173,9 @@ def test_quality_relative_rotation_is_near_the_truth(session, scene):
     rot_err, _ = _pose_errors(session, scene)
     print(f"rotation error {rot_err:.1f} deg")
     # one scene: 4.6 deg with the shipped model (4.7 with stage 14, 15.0 with stage 9); median
-    # over 24 held-out pairs 3.5 deg (3.8, 7.2; asserted in test_embedded_model_quality.py). Catches a broken pose path
-    # (wrong frame or axis order: errors of 90-180 deg) and a clearly worse model.
+    # over 24 held-out pairs 3.5 deg (3.8, 7.2; asserted in test_embedded_model_quality.py).
+    # Catches a broken pose path (wrong frame or axis order: errors of 90-180 deg) and a
+    # clearly worse model.
     assert rot_err < 15.0, f"rotation error {rot_err:.1f} deg"
 
 

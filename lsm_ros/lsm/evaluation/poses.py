@@ -27,13 +27,12 @@ def pair_pose_errors(model, seeds: Iterable[int] = HELD_OUT_POSE_SEEDS, size: in
     ``model.reconstruct`` and the estimated relative pose is compared with the true one.
     """
     rotation, direction = [], []
-    with torch.no_grad():
-        for seed in seeds:
-            sample = generate_sample(seed, size=size)
-            rec = model.reconstruct(sample.context[0].image, sample.context[1].image)
-            estimated = (torch.linalg.inv(rec.c2w[0].double()) @ rec.c2w[1].double()).numpy()
-            truth = np.linalg.inv(sample.context[0].c2w) @ sample.context[1].c2w
-            r, t = relative_pose_errors(estimated, truth)
-            rotation.append(float(r))
-            direction.append(float(t))
+    for seed in seeds:
+        sample = generate_sample(seed, size=size)
+        rec = model.reconstruct(sample.context[0].image, sample.context[1].image)  # no_grad inside
+        estimated = (torch.linalg.inv(rec.c2w[0].double()) @ rec.c2w[1].double()).numpy()
+        truth = np.linalg.inv(sample.context[0].c2w) @ sample.context[1].c2w
+        r, t = relative_pose_errors(estimated, truth)
+        rotation.append(float(r))
+        direction.append(float(t))
     return np.array(rotation), np.array(direction)
