@@ -30,6 +30,16 @@ from .metrics import (LPIPSMetric, confusion_matrix, depth_scores, mean_of, psnr
                       segmentation_scores, ssim)
 
 
+def source_view_depths(pts1: torch.Tensor, pts2: torch.Tensor, rel_c2w: torch.Tensor) -> torch.Tensor:
+    """Predicted depth of both source views, each in its own camera: (B,2,H,W).
+
+    pts1, pts2 (B,H,W,3) in view 1's frame; rel_c2w (B,V,4,4) the views' poses in view 1's
+    frame, in the prediction's units (view 2's pointmap is moved into view 2's camera)."""
+    w2c = torch.linalg.inv(rel_c2w[:, 1])
+    p2_own = torch.einsum("bij,bhwj->bhwi", w2c[:, :3, :3], pts2) + w2c[:, None, None, :3, 3]
+    return torch.stack([pts1[..., 2], p2_own[..., 2]], dim=1)
+
+
 @torch.no_grad()
 def evaluate_batch(model, batch: dict, class_embeddings: torch.Tensor, lpips: LPIPSMetric | None = None):
     """Metrics for one collated batch: a list of per-sample dicts and per-sample panels."""
@@ -43,6 +53,7 @@ def evaluate_batch(model, batch: dict, class_embeddings: torch.Tensor, lpips: LP
     pred = torch.stack([out.pts1, out.pts2], dim=1)
     scale = optimal_scale(pred, gt[:, :2], valid[:, :2])
     rel = scaled_relative_poses(c2w, scale)
+    pred_depth = source_view_depths(out.pts1, out.pts2, rel)
     rows, panels = [], []
     C = class_embeddings.shape[0]
     for b in range(B):
@@ -52,17 +63,13 @@ def evaluate_batch(model, batch: dict, class_embeddings: torch.Tensor, lpips: LP
         sim = torch.einsum("vdhw,cd->vchw", torch.nn.functional.normalize(feats, dim=1),
                            class_embeddings.to(feats.dtype))
         pred_labels = sim.argmax(dim=1)  # (V,H,W)
-        # depth at the source views, in each view's own camera frame
-        p2_own = torch.einsum("ij,hwj->hwi", torch.linalg.inv(rel[b, 1])[:3, :3], out.pts2[b]) \
-            + torch.linalg.inv(rel[b, 1])[:3, 3]
-        pred_depth = torch.stack([out.pts1[b, ..., 2], p2_own[..., 2]])
         row = {"seconds_per_pair": seconds}
         seg = segmentation_scores(confusion_matrix(pred_labels[:2], labels[b, :2], C))
         row.update(source_miou=seg["miou"], source_accuracy=seg["accuracy"])
         if V > 2:
             seg_t = segmentation_scores(confusion_matrix(pred_labels[2:], labels[b, 2:], C))
             row.update(target_miou=seg_t["miou"], target_accuracy=seg_t["accuracy"])
-        row.update(depth_scores(pred_depth, depth[b, :2]))
+        row.update(depth_scores(pred_depth[b], depth[b, :2]))
         tgt = slice(2, V) if V > 2 else slice(0, 2)
         rgb = r.rgb.permute(0, 3, 1, 2).clamp(0, 1)
         row["psnr"] = float(np.mean([psnr(rgb[v], images[b, v]) for v in range(V)[tgt]]))

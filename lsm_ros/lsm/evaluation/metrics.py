@@ -39,13 +39,22 @@ def segmentation_scores(conf: torch.Tensor) -> dict:
     }
 
 
-def depth_scores(pred: torch.Tensor, gt: torch.Tensor, threshold: float = 1.03) -> dict:
-    """AbsRel and tau after median scaling; pred, gt (...,H,W), gt <= 0 is invalid."""
+def median_scaled_depth(pred: torch.Tensor, gt: torch.Tensor):
+    """pred (...,H,W) x ``median(gt) / median(pred)`` over the valid pixels (float64), and the
+    validity mask (gt and pred finite and > 0); ``None`` scaled depth when nothing is valid."""
     valid = (gt > 0) & torch.isfinite(gt) & torch.isfinite(pred) & (pred > 0)
     if not valid.any():
+        return None, valid
+    p = pred.double()
+    return p * (gt[valid].double().median() / p[valid].median()), valid
+
+
+def depth_scores(pred: torch.Tensor, gt: torch.Tensor, threshold: float = 1.03) -> dict:
+    """AbsRel and tau after median scaling; pred, gt (...,H,W), gt <= 0 is invalid."""
+    scaled, valid = median_scaled_depth(pred, gt)
+    if scaled is None:
         return {"abs_rel": float("nan"), "tau": float("nan")}
-    p, g = pred[valid].double(), gt[valid].double()
-    p = p * (g.median() / p.median())
+    p, g = scaled[valid], gt[valid].double()
     ratio = torch.maximum(p / g, g / p)
     return {"abs_rel": float(((p - g).abs() / g).mean()), "tau": float((ratio < threshold).double().mean())}
 
