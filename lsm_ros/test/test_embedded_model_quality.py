@@ -1,7 +1,7 @@
 """The shipped embedded model on procedural scenes it never saw in training.
 
 Training used items 0 .. 1,799 of ``ProceduralDataset(seed=0)`` and the first few thousand
-items of ``ProceduralDataset(seed=s)`` for s in 2, 5 .. 17 (other scenes: the per-item seed
+items of ``ProceduralDataset(seed=s)`` for s in 2, 5 .. 17, 22 .. 25 (other scenes: the per-item seed
 hashes the dataset seed; the README lists every stage); these tests use items
 100000 .. 100015 of ``seed=0`` (the held-out seeds ``lsm-eval`` uses by default),
 evaluated with the paper's protocol (``lsm.evaluation.evaluate``).  Thresholds are the issue's
@@ -26,8 +26,8 @@ TARGETS = {  # metric: (direction, issue threshold)
 NOT_REACHED = {"tau": 0.294}
 # What the shipped model must not fall below (measured minus a margin): catches a broken
 # or wrongly loaded model (random weights: mIoU ~0.05, AbsRel ~0.5, PSNR ~10).
-FLOORS = {"abs_rel": ("max", 0.14), "tau": ("min", 0.25), "source_miou": ("min", 0.47),
-          "source_accuracy": ("min", 0.78), "psnr": ("min", 19.5)}
+FLOORS = {"abs_rel": ("max", 0.14), "tau": ("min", 0.25), "source_miou": ("min", 0.55),
+          "source_accuracy": ("min", 0.82), "psnr": ("min", 19.5)}
 
 pytestmark = pytest.mark.slow
 
