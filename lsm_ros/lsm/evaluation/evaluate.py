@@ -30,30 +30,31 @@ from .metrics import (LPIPSMetric, confusion_matrix, depth_scores, mean_of, psnr
                       segmentation_scores, ssim)
 
 
-def source_view_depths(pts1: torch.Tensor, pts2: torch.Tensor, rel_c2w: torch.Tensor) -> torch.Tensor:
-    """Predicted depth of both source views, each in its own camera: (B,2,H,W).
+def align_to_truth(out, batch: dict):
+    """The protocol's alignment of a prediction to the ground truth.
 
-    pts1, pts2 (B,H,W,3) in view 1's frame; rel_c2w (B,V,4,4) the views' poses in view 1's
-    frame, in the prediction's units (view 2's pointmap is moved into view 2's camera)."""
-    w2c = torch.linalg.inv(rel_c2w[:, 1])
-    p2_own = torch.einsum("bij,bhwj->bhwi", w2c[:, :3, :3], pts2) + w2c[:, None, None, :3, 3]
-    return torch.stack([pts1[..., 2], p2_own[..., 2]], dim=1)
+    The least-squares scale between predicted and true pointmaps puts the true cameras in
+    the prediction's units. Returns ``rel`` (B,V,4,4), every view's pose in view 1's frame,
+    and ``depth`` (B,2,H,W), the predicted depth of both source views, each in its own
+    camera (view 2's pointmap moved into view 2's camera)."""
+    gt, valid = gt_pointmaps(batch["depth"], batch["K"], batch["c2w"])
+    pred = torch.stack([out.pts1, out.pts2], dim=1)
+    rel = scaled_relative_poses(batch["c2w"], optimal_scale(pred, gt[:, :2], valid[:, :2]))
+    w2c = torch.linalg.inv(rel[:, 1])
+    p2_own = torch.einsum("bij,bhwj->bhwi", w2c[:, :3, :3], out.pts2) + w2c[:, None, None, :3, 3]
+    return rel, torch.stack([out.pts1[..., 2], p2_own[..., 2]], dim=1)
 
 
 @torch.no_grad()
 def evaluate_batch(model, batch: dict, class_embeddings: torch.Tensor, lpips: LPIPSMetric | None = None):
     """Metrics for one collated batch: a list of per-sample dicts and per-sample panels."""
-    images, depth, labels, K, c2w = (batch[k] for k in ("images", "depth", "labels", "K", "c2w"))
+    images, depth, labels, K = (batch[k] for k in ("images", "depth", "labels", "K"))
     B, V, _, H, W = images.shape
     model.eval()
     t0 = time.perf_counter()
     out = model(images[:, 0], images[:, 1])
     seconds = (time.perf_counter() - t0) / B
-    gt, valid = gt_pointmaps(depth, K, c2w)
-    pred = torch.stack([out.pts1, out.pts2], dim=1)
-    scale = optimal_scale(pred, gt[:, :2], valid[:, :2])
-    rel = scaled_relative_poses(c2w, scale)
-    pred_depth = source_view_depths(out.pts1, out.pts2, rel)
+    rel, pred_depth = align_to_truth(out, batch)
     rows, panels = [], []
     C = class_embeddings.shape[0]
     for b in range(B):

@@ -49,6 +49,19 @@ def median_scaled_depth(pred: torch.Tensor, gt: torch.Tensor):
     return p * (gt[valid].double().median() / p[valid].median()), valid
 
 
+def depth_errors_by_edges(pred: torch.Tensor, gt: torch.Tensor, window: int = 5, jump: float = 0.05):
+    """Per-pixel |log(d / g)| after median scaling, and whether each pixel is near a true
+    depth edge (its ``window`` x ``window`` neighbourhood spans more than ``jump`` in log
+    depth): two flat tensors over the valid pixels. pred, gt (N,H,W)."""
+    scaled, valid = median_scaled_depth(pred, gt)
+    if scaled is None:
+        return pred.new_zeros(0, dtype=torch.float64), torch.zeros(0, dtype=torch.bool)
+    log_g = gt.double().clamp_min(1e-6).log()[:, None]
+    pad = window // 2
+    span = (F.max_pool2d(log_g, window, 1, pad) + F.max_pool2d(-log_g, window, 1, pad))[:, 0]
+    return (scaled.log() - log_g[:, 0])[valid].abs(), (span > jump)[valid]
+
+
 def depth_scores(pred: torch.Tensor, gt: torch.Tensor, threshold: float = 1.03) -> dict:
     """AbsRel and tau after median scaling; pred, gt (...,H,W), gt <= 0 is invalid."""
     scaled, valid = median_scaled_depth(pred, gt)
