@@ -244,3 +244,51 @@ def test_class_contrast_loss_separates_classes_that_cosine_barely_does():
     mixed = torch.cat([wrong[:1], right[1:]])
     assert class_contrast_loss(mixed, emb, ignored) < 0.3
     assert teacher_features(ignored, emb)[1][0].sum() == 0
+
+
+def test_relative_pointmap_loss_counts_near_and_far_pixels_alike():
+    """The relative term is scale-free (average-distance normalisation) and measures each
+    pixel's error against its own distance: the same 1 % error costs the same near or far,
+    while the paper's term charges the far pixel ten times more."""
+    from lsm.training.losses import relative_pointmap_loss
+
+    gt = torch.tensor([0.0, 0.0, 1.0]).repeat(1, 2, 1, 100, 1)  # (B=1, V=2, H=1, W=100, 3)
+    gt[..., 50:, 2] = 10.0  # per view 50 near pixels at 1 m, 50 far at 10 m
+    valid = torch.ones(1, 2, 1, 100, dtype=torch.bool)
+    assert float(relative_pointmap_loss(gt * 3.0, gt, valid)) == pytest.approx(0.0, abs=1e-6)
+
+    def perturbed(pixel):  # one pixel 1 % farther, its neighbour 1 % nearer: same mean distance
+        pred = gt.clone()
+        pred[..., pixel, 2] *= 1.01
+        pred[..., pixel + 1, 2] *= 0.99
+        return pred
+
+    conf = torch.ones(1, 2, 1, 100)
+    near, far = perturbed(0), perturbed(98)
+    assert float(relative_pointmap_loss(near, gt, valid)) == pytest.approx(
+        float(relative_pointmap_loss(far, gt, valid)), rel=1e-3)
+    assert float(pointmap_loss(far, conf, gt, valid)[0]) == pytest.approx(
+        10 * float(pointmap_loss(near, conf, gt, valid)[0]), rel=1e-3)
+
+
+def test_relative_pointmap_weight_alone_trains_the_geometry_backbone():
+    """``pointmap_relative`` > 0 with the paper's pointmap weight 0: the 2-D stage runs the
+    geometry backbone, logs both terms and the loss is the relative term alone."""
+    from lsm.training.losses import relative_pointmap_loss
+    from lsm.training.objective import LossWeights
+
+    torch.manual_seed(0)
+    model = LSM(micro_config(64)).train()
+    batch = procedural_batch(64, index=4)
+    emb = model.text_encoder().encode(list(batch["class_names"]))
+    weights = LossWeights(pointmap=0.0, pointmap_relative=1.0, photometric=0.0, semantic=0.0, distill=0.0)
+    loss, logs = compute_loss(model, batch, emb, weights)
+    loss.backward()
+    assert {"pointmap", "pointmap_relative"} <= set(logs)
+    trained = {name.split(".")[0] for name, p in model.named_parameters() if p.grad is not None}
+    assert trained == {"dust3r"}
+    with torch.no_grad():
+        geo = model.dust3r(normalise_images(batch["images"][:, 0]), normalise_images(batch["images"][:, 1]))
+        gt, valid = gt_pointmaps(batch["depth"], batch["K"], batch["c2w"])
+        expected = relative_pointmap_loss(torch.stack([geo.pts1, geo.pts2], 1), gt[:, :2], valid[:, :2])
+    assert loss.item() == pytest.approx(float(expected), rel=1e-5)

@@ -56,6 +56,18 @@ def pointmap_loss(pred: torch.Tensor, conf: torch.Tensor, gt: torch.Tensor, vali
     return loss, {"pointmap_regr": float(regr.detach())}
 
 
+def relative_pointmap_loss(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Mean relative point error ``||p - g|| / ||g||`` after average-distance normalisation,
+    without confidence weights (our addition). Every valid pixel counts alike, near or far,
+    confident or not, as in the depth inlier ratio tau; the paper's term weights pixels by
+    distance and confidence. pred, gt (B,2,H,W,3) view-0 frame; valid (B,2,H,W) bool."""
+    pred_n = pred / _avg_dist(pred, valid)
+    gt_n = gt / _avg_dist(gt, valid)
+    rel = (pred_n - gt_n).norm(dim=-1) / gt_n.norm(dim=-1).clamp_min(1e-6)
+    m = valid.float()
+    return (rel * m).sum() / m.sum().clamp_min(1)
+
+
 def optimal_scale(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Least-squares s per batch element with s * gt ~ pred: (B,)."""
     m = valid[..., None].float()

@@ -14,12 +14,14 @@ import torch
 from ..model.lsm import normalise_images
 from ..rendering import render
 from .losses import (class_contrast_loss, gt_pointmaps, optimal_scale, photometric_loss, pointmap_loss,
-                     semantic_loss, teacher_features)
+                     relative_pointmap_loss, semantic_loss, teacher_features)
 
 
 @dataclass(frozen=True)
 class LossWeights:
     pointmap: float = 1.0
+    # our addition for geometry stages: unweighted relative point error (see losses)
+    pointmap_relative: float = 0.0
     photometric: float = 1.0
     semantic: float = 0.2  # official feature_loss_weight
     distill: float = 0.5  # trains a learnable 2-D semantic extractor (tiny); 0 for frozen LSeg
@@ -67,7 +69,7 @@ def compute_loss(model, batch: dict, class_embeddings: torch.Tensor,
     if weights.photometric == 0 and weights.semantic == 0:
         return _backbone_stage_loss(model, batch, class_embeddings, weights)
     out = model(images[:, 0], images[:, 1])
-    l_pts, logs, scale = _pointmap_term(out, batch, weights)
+    l_geo, logs, scale = _pointmap_term(out, batch, weights)
 
     rel = scaled_relative_poses(c2w, scale)
     Kr, Wr, Hr = K, W, H
@@ -91,8 +93,8 @@ def compute_loss(model, batch: dict, class_embeddings: torch.Tensor,
     teacher, tvalid = teacher_features(labels.flatten(0, 1), class_embeddings.to(feats.dtype))
     expanded = model.expand_features(feats, downsample=render_scale == 1.0)
     l_sem = semantic_loss(expanded, teacher, tvalid)
-    total = weights.pointmap * l_pts + weights.photometric * l_photo + weights.semantic * l_sem
-    logs.update(pointmap=float(l_pts.detach()), photometric=float(l_photo.detach()), semantic=float(l_sem.detach()))
+    total = l_geo + weights.photometric * l_photo + weights.semantic * l_sem
+    logs.update(photometric=float(l_photo.detach()), semantic=float(l_sem.detach()))
     if weights.semantic_contrast > 0:
         l_sc = class_contrast_loss(expanded, class_embeddings, labels.flatten(0, 1))
         total = total + weights.semantic_contrast * l_sc
@@ -109,12 +111,20 @@ def compute_loss(model, batch: dict, class_embeddings: torch.Tensor,
 
 
 def _pointmap_term(pred_out, batch: dict, weights: LossWeights):
-    """Pointmap loss of the context pair from any output with ``pts1/pts2/conf1/conf2``
-    (the network's or the geometry backbone's): (loss, logs, scale (B,) with s * gt ~ pred)."""
+    """Weighted geometry loss of the context pair from any output with
+    ``pts1/pts2/conf1/conf2`` (the network's or the geometry backbone's): ``pointmap`` x the
+    paper's pointmap loss + ``pointmap_relative`` x the relative point error; returns (loss,
+    logs with both unweighted terms, scale (B,) with s * gt ~ pred)."""
     gt, valid = gt_pointmaps(batch["depth"], batch["K"], batch["c2w"])
     pred = torch.stack([pred_out.pts1, pred_out.pts2], dim=1)
     conf = torch.stack([pred_out.conf1, pred_out.conf2], dim=1)
-    loss, logs = pointmap_loss(pred, conf, gt[:, :2], valid[:, :2], alpha=weights.conf_alpha)
+    l_pts, logs = pointmap_loss(pred, conf, gt[:, :2], valid[:, :2], alpha=weights.conf_alpha)
+    logs["pointmap"] = float(l_pts.detach())
+    loss = weights.pointmap * l_pts
+    if weights.pointmap_relative > 0:
+        rel = relative_pointmap_loss(pred, gt[:, :2], valid[:, :2])
+        logs["pointmap_relative"] = float(rel.detach())
+        loss = loss + weights.pointmap_relative * rel
     return loss, logs, optimal_scale(pred, gt[:, :2], valid[:, :2])
 
 
@@ -152,14 +162,14 @@ def _backbone_stage_loss(model, batch: dict, class_embeddings: torch.Tensor, wei
     weights are both 0; the Gaussian stage is then trained afterwards with the full objective.
     With ``weights.residual_path`` > 0 it also fits the semantic residual path (feature
     reduction then expansion, per pixel, of the detached 2-D features) to the teacher; with
-    ``weights.pointmap`` 0 the geometry backbone is not run at all."""
+    ``weights.pointmap`` and ``weights.pointmap_relative`` 0 the geometry backbone is not run
+    at all."""
     images, labels = batch["images"], batch["labels"]
     total, logs = images.new_zeros(()), {}
-    if weights.pointmap > 0:
+    if weights.pointmap > 0 or weights.pointmap_relative > 0:
         geo = model.dust3r(normalise_images(images[:, 0]), normalise_images(images[:, 1]))
-        l_pts, logs, _ = _pointmap_term(geo, batch, weights)
-        total = total + weights.pointmap * l_pts
-        logs["pointmap"] = float(l_pts.detach())
+        l_geo, logs, _ = _pointmap_term(geo, batch, weights)
+        total = total + l_geo
     logs.update(photometric=0.0, semantic=0.0)
     if _distills(model, weights) or weights.residual_path > 0:
         sem = model.semantic_features(torch.cat([images[:, 0], images[:, 1]], dim=0))  # view-major
