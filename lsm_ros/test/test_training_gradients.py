@@ -196,22 +196,30 @@ def test_backbone_stage_trains_the_2d_modules_only_with_the_same_terms():
         assert (p.grad is not None) == trained, name
 
 
+def micro_stage_step(index: int, **weights):
+    """One backward pass of the micro model's 2-D stage on procedural item ``index`` with
+    ``LossWeights(photometric=0, semantic=0, **weights)``: (model, batch, class embeddings,
+    loss, logs, names of the top-level modules that got gradients)."""
+    from lsm.training.objective import LossWeights
+
+    torch.manual_seed(0)
+    model = LSM(micro_config(64)).train()
+    batch = procedural_batch(64, index=index)
+    emb = model.text_encoder().encode(list(batch["class_names"]))
+    loss, logs = compute_loss(model, batch, emb, LossWeights(photometric=0.0, semantic=0.0, **weights))
+    loss.backward()
+    trained = {name.split(".")[0] for name, p in model.named_parameters() if p.grad is not None}
+    return model, batch, emb, loss, logs, trained
+
+
 def test_residual_path_stage_fits_the_path_the_rendered_features_follow():
     """``residual_path`` in the 2-D stage: the expanded-reduced 2-D features of every context
     pixel are fitted to the teacher; gradients reach the feature reduction and expansion only
     (the 2-D features are detached), and with the pointmap weight 0 nothing else runs."""
     from lsm.training.losses import semantic_loss, teacher_features
-    from lsm.training.objective import LossWeights
 
-    torch.manual_seed(0)
-    model = LSM(micro_config(64)).train()
-    batch = procedural_batch(64, index=3)
-    emb = model.text_encoder().encode(list(batch["class_names"]))
-    weights = LossWeights(pointmap=0.0, photometric=0.0, semantic=0.0, distill=0.0, residual_path=1.0)
-    loss, logs = compute_loss(model, batch, emb, weights)
-    loss.backward()
+    model, batch, emb, loss, logs, trained = micro_stage_step(3, pointmap=0.0, distill=0.0, residual_path=1.0)
     assert "pointmap" not in logs and "distill" not in logs
-    trained = {name.split(".")[0] for name, p in model.named_parameters() if p.grad is not None}
     assert trained == {"feature_reduction", "feature_expansion"}
 
     images, labels = batch["images"], batch["labels"]
@@ -275,17 +283,9 @@ def test_relative_pointmap_weight_alone_trains_the_geometry_backbone():
     """``pointmap_relative`` > 0 with the paper's pointmap weight 0: the 2-D stage runs the
     geometry backbone, logs both terms and the loss is the relative term alone."""
     from lsm.training.losses import relative_pointmap_loss
-    from lsm.training.objective import LossWeights
 
-    torch.manual_seed(0)
-    model = LSM(micro_config(64)).train()
-    batch = procedural_batch(64, index=4)
-    emb = model.text_encoder().encode(list(batch["class_names"]))
-    weights = LossWeights(pointmap=0.0, pointmap_relative=1.0, photometric=0.0, semantic=0.0, distill=0.0)
-    loss, logs = compute_loss(model, batch, emb, weights)
-    loss.backward()
+    model, batch, _, loss, logs, trained = micro_stage_step(4, pointmap=0.0, pointmap_relative=1.0, distill=0.0)
     assert {"pointmap", "pointmap_relative"} <= set(logs)
-    trained = {name.split(".")[0] for name, p in model.named_parameters() if p.grad is not None}
     assert trained == {"dust3r"}
     with torch.no_grad():
         geo = model.dust3r(normalise_images(batch["images"][:, 0]), normalise_images(batch["images"][:, 1]))
