@@ -43,11 +43,15 @@ def _avg_dist(pts: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     return (d.flatten(1).sum(1) / valid.flatten(1).sum(1).clamp_min(1)).clamp_min(1e-8)[:, None, None, None, None]
 
 
+def _normalised(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor):
+    """pred and gt (B,V,H,W,3) each divided by its own mean distance to the origin."""
+    return pred / _avg_dist(pred, valid), gt / _avg_dist(gt, valid)
+
+
 def pointmap_loss(pred: torch.Tensor, conf: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor,
                   alpha: float = 0.2) -> tuple[torch.Tensor, dict]:
     """pred, gt (B,2,H,W,3) view-0 frame; conf (B,2,H,W) >= 1; valid (B,2,H,W) bool."""
-    pred_n = pred / _avg_dist(pred, valid)
-    gt_n = gt / _avg_dist(gt, valid)
+    pred_n, gt_n = _normalised(pred, gt, valid)
     dist = (pred_n - gt_n).norm(dim=-1)
     m = valid.float()
     n = m.sum().clamp_min(1)
@@ -61,8 +65,7 @@ def relative_pointmap_loss(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Te
     without confidence weights (our addition). Every valid pixel counts alike, near or far,
     confident or not, as in the depth inlier ratio tau; the paper's term weights pixels by
     distance and confidence. pred, gt (B,2,H,W,3) view-0 frame; valid (B,2,H,W) bool."""
-    pred_n = pred / _avg_dist(pred, valid)
-    gt_n = gt / _avg_dist(gt, valid)
+    pred_n, gt_n = _normalised(pred, gt, valid)
     rel = (pred_n - gt_n).norm(dim=-1) / gt_n.norm(dim=-1).clamp_min(1e-6)
     m = valid.float()
     return (rel * m).sum() / m.sum().clamp_min(1)

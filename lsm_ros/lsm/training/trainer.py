@@ -254,8 +254,8 @@ def plot_history(history: list[dict], path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = [k for k in ("loss", "pointmap", "pointmap_relative", "photometric", "semantic", "distill", "distill_contrast",
-                      "semantic_contrast", "l1") if k in history[0]]
+    keys = [k for k in ("loss", "pointmap", "pointmap_relative", "photometric", "semantic", "distill",
+                        "distill_contrast", "semantic_contrast", "l1") if k in history[0]]
     steps = [h["step"] for h in history]
     fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 3), squeeze=False)
     for ax, k in zip(axes[0], keys):
