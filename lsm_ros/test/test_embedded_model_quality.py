@@ -1,11 +1,12 @@
 """The shipped embedded model on procedural scenes it never saw in training.
 
 Training used items 0 .. 1,799 of ``ProceduralDataset(seed=0)`` and the first few thousand
-items of ``ProceduralDataset(seed=s)`` for s in 2, 5 .. 17, 22 .. 26, 28 (other scenes: the
-per-item seed hashes the dataset seed; the README lists every stage); these tests use items
-100000 .. 100015 of ``seed=0`` (the held-out seeds ``lsm-eval`` uses by default),
-evaluated with the paper's protocol (``lsm.evaluation.evaluate``).  Thresholds are the issue's
-targets; the measured values are in the README.
+(32,000 for seed 29) items of ``ProceduralDataset(seed=s)`` for s in 2, 5 .. 17, 22 .. 26,
+28, 29 (other scenes: the per-item seed hashes the dataset seed; the README lists every
+stage); these tests use items 100000 .. 100015 of ``seed=0`` (the held-out seeds
+``lsm-eval`` uses by default), evaluated with the paper's protocol
+(``lsm.evaluation.evaluate``).  Thresholds are the issue's targets; the measured values are
+in the README.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ TARGETS = {  # metric: (direction, issue threshold)
 # Targets the shipped model does not reach yet (measured on HELD_OUT, see the README): the
 # tests below are strict expected failures, so reaching a target turns them into a failure
 # that asks for this table to be updated.
-NOT_REACHED = {"tau": 0.294}
+NOT_REACHED = {"tau": 0.300}
 # What the shipped model must not fall below (measured minus a margin): catches a broken
 # or wrongly loaded model (random weights: mIoU ~0.05, AbsRel ~0.5, PSNR ~10).
 FLOORS = {"abs_rel": ("max", 0.14), "tau": ("min", 0.25), "source_miou": ("min", 0.57),
@@ -135,7 +136,7 @@ def test_held_out_pair_poses_are_near_the_truth(embedded):
 
     Medians, because single pairs vary: the translation direction of a short baseline is
     ill-conditioned (a few degrees of rotation error shift it by tens of degrees).  Measured
-    with the shipped model: rotation 3.5 deg, translation direction 21 deg; a wrong pose
+    with the shipped model: rotation 3.2 deg, translation direction 19 deg; a wrong pose
     convention (inverted c2w, swapped axes) gives about 90-180 deg.
     """
     from lsm.evaluation.poses import pair_pose_errors
