@@ -1,15 +1,13 @@
 """One geometry stage on a lent GPU within a fixed wall-clock budget, plus CUDA checks.
 
 The geometry stage is ``lsm-train``'s (pointmap loss only, ``--train-only dust3r``, the
-2-D stage path that renders nothing), with two differences that suit a machine on loan:
-
-* the run fits ``--budget-s``: a probe run measures seconds per step once the batches the
-  data workers prefetched are used up (the first try, 2026-12-04, timed the prefetched steps,
-  planned too many and ran out of time), and the real run's cosine schedule spans the steps
-  that fit; or ``--probe-steps 0 --max-steps N`` sets the steps. Either way a watchdog
-  exports the last periodic checkpoint and exits when the budget is spent;
-* the procedural items carry only the context pair (no target view: the objective never
-  reads it), a third less generation work per item.
+2-D stage path that renders nothing, on the same items: context pairs only, as for every
+stage that reads no target view), with one difference that suits a machine on loan: the
+run fits ``--budget-s``. A probe run measures seconds per step once the batches the data
+workers prefetched are used up (the first try, 2026-12-04, timed the prefetched steps,
+planned too many and ran out of time), and the real run's cosine schedule spans the steps
+that fit; or ``--probe-steps 0 --max-steps N`` sets the steps. Either way a watchdog
+exports the last periodic checkpoint and exits when the budget is spent.
 
 The class-name embeddings that ``lsm-train`` computes with the text encoder are not read by
 this objective (semantic, photometric and distillation terms are all off or frozen), so the
@@ -42,9 +40,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lsm_ros"))
 
 from lsm.checkpoint import save_checkpoint  # noqa: E402
-from lsm.data.dataset import ProceduralDataset, collate  # noqa: E402
+from lsm.data.sample import CLASS_NAMES  # noqa: E402
 from lsm.model.lsm import LSM  # noqa: E402
-from lsm.training.objective import LossWeights  # noqa: E402
+from lsm.training.objective import LossWeights, reads_target_views  # noqa: E402
+from lsm.training.train import build_dataset  # noqa: E402
 from lsm.training.trainer import TrainConfig, Trainer  # noqa: E402
 
 GEOMETRY_ONLY = LossWeights(photometric=0.0, semantic=0.0)
@@ -95,11 +94,11 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def export_chunks(model: LSM, out: Path, chunk_mib: float) -> list[str]:
+def export_chunks(state: dict, out: Path, chunk_mib: float) -> list[str]:
     """The trainable geometry-backbone tensors, float32, in files of at most ``chunk_mib``."""
     limit = int(chunk_mib * 2 ** 20)
     parts, cur, size = [], {}, 0
-    for k, v in model.state_dict().items():
+    for k, v in state.items():
         if not k.startswith("dust3r."):
             continue
         n = v.numel() * v.element_size()
@@ -125,8 +124,7 @@ def _export_at_deadline(run_dir: Path, out: Path, chunk_mib: float, summary: dic
     ckpt = run_dir / "checkpoint-last.pt"
     if ckpt.exists():
         saved = read_checkpoint_file(ckpt)
-        model = LSM.load(ckpt)
-        summary["parts"] = export_chunks(model, out, chunk_mib)
+        summary["parts"] = export_chunks(saved["model"], out, chunk_mib)
         summary["trained_steps"] = int(saved["step"])
         summary["stopped_at_deadline"] = True
     if (run_dir / "metrics.csv").exists():
@@ -203,9 +201,10 @@ def main(argv=None) -> int:
               flush=True)
         dump()
 
-    dataset = ProceduralDataset(num_samples=10_000_000, seed=a.seed, size=model.config.image_size,
-                                num_targets=0)
-    unused_text = torch.zeros(len(dataset[0].class_names), 384)  # not read by this objective
+    dataset, collate = build_dataset("procedural", model.config.image_size, a.seed, 10_000_000,
+                                     num_targets=int(reads_target_views(GEOMETRY_ONLY)))
+    # lsm-train encodes the class names here; this objective never reads them
+    unused_text = torch.zeros(len(CLASS_NAMES), model.config.semantic.text_dim)
 
     def config(steps: int) -> TrainConfig:
         return TrainConfig(steps=steps, batch_size=a.batch_size, lr=a.lr, warmup=min(a.warmup, steps),
@@ -245,7 +244,7 @@ def main(argv=None) -> int:
         summary["trained_steps"] = trainer.step
         if (run_dir / "metrics.csv").exists():
             shutil.copy(run_dir / "metrics.csv", out / "metrics.csv")
-        summary["parts"] = export_chunks(trainer.model, out, a.chunk_mib)
+        summary["parts"] = export_chunks(trainer.model.state_dict(), out, a.chunk_mib)
         summary["total_s"] = time.perf_counter() - t_start
         dump()
     first = [h["pointmap"] for h in hist[:100]]

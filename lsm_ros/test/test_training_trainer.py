@@ -176,3 +176,24 @@ def test_ranks_split_the_single_process_batches():
     assert not set(r0) & set(r1)
     # resuming at step 3 continues with the items of steps 3 and 4
     assert list(StepSampler(3, 5, 4, 0, 1, 1000)) == single[12:]
+
+
+def test_stages_that_read_no_target_view_train_on_the_same_context_pairs_without_one():
+    """``lsm-train`` skips generating target views for the 2-D stage (no photometric or
+    semantic term), a third of the generation work, and the context pairs stay identical, so
+    earlier stages' commands still train on the same data."""
+    import numpy as np
+
+    from lsm.training.objective import LossWeights, reads_target_views
+    from lsm.training.train import build_dataset
+
+    assert reads_target_views(LossWeights())
+    assert not reads_target_views(LossWeights(photometric=0.0, semantic=0.0))
+    with_target, _ = build_dataset("procedural", 32, 5, 10)
+    pair_only, _ = build_dataset("procedural", 32, 5, 10, num_targets=0)
+    for i in (0, 7):
+        a, b = with_target[i], pair_only[i]
+        assert len(a.target) == 1 and len(b.target) == 0
+        for va, vb in zip(a.context, b.context):
+            assert np.array_equal(va.image, vb.image) and np.array_equal(va.depth, vb.depth)
+            assert np.array_equal(va.labels, vb.labels) and np.allclose(va.c2w, vb.c2w)

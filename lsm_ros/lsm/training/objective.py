@@ -34,6 +34,12 @@ class LossWeights:
     conf_alpha: float = 0.2
 
 
+def reads_target_views(weights: LossWeights) -> bool:
+    """Whether the objective renders and scores target views; without the photometric and
+    semantic terms only the 2-D stage runs, which reads the context pair alone."""
+    return weights.photometric != 0 or weights.semantic != 0
+
+
 def scaled_relative_poses(c2w: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """Ground-truth poses (B,V,4,4) -> poses in view 0's frame with translations x ``scale`` (B,),
     i.e. in the prediction's units."""
@@ -66,7 +72,7 @@ def compute_loss(model, batch: dict, class_embeddings: torch.Tensor,
     images, depth, labels = batch["images"], batch["depth"], batch["labels"]
     K, c2w = batch["K"], batch["c2w"]
     B, V, _, H, W = images.shape
-    if weights.photometric == 0 and weights.semantic == 0:
+    if not reads_target_views(weights):
         return _backbone_stage_loss(model, batch, class_embeddings, weights)
     out = model(images[:, 0], images[:, 1])
     l_geo, logs, scale = _pointmap_term(out, batch, weights)

@@ -17,16 +17,20 @@ import torch
 
 from ..config import get_config
 from ..model.lsm import LSM
-from .objective import LossWeights
+from .objective import LossWeights, reads_target_views
 from .trainer import TrainConfig, Trainer, setup_distributed
 
 
-def build_dataset(spec: str, size: int, seed: int, length: int):
-    """``procedural`` | ``folder:PATH`` | ``scannet:PATH`` -> (dataset, collate)."""
+def build_dataset(spec: str, size: int, seed: int, length: int, num_targets: int = 1):
+    """``procedural`` | ``folder:PATH`` | ``scannet:PATH`` -> (dataset, collate).
+
+    ``num_targets``: target views per procedural item (0 when the objective reads none; an
+    item's context pair is the same either way)."""
     from ..data import dataset as ds
 
     if spec == "procedural":
-        return ds.ProceduralDataset(num_samples=length, seed=seed, size=size), ds.collate
+        return ds.ProceduralDataset(num_samples=length, seed=seed, size=size,
+                                    num_targets=num_targets), ds.collate
     kind, _, path = spec.partition(":")
     if kind == "folder" and path:
         return ds.FolderDataset(path), ds.collate
@@ -89,7 +93,8 @@ def main(argv=None) -> int:
         model = LSM(LSMConfig.from_dict(read_checkpoint_file(a.resume)["config"]))
     else:
         model = LSM(get_config(a.config))
-    dataset, collate = build_dataset(a.data, model.config.image_size, a.seed, a.dataset_size)
+    dataset, collate = build_dataset(a.data, model.config.image_size, a.seed, a.dataset_size,
+                                     num_targets=1 if reads_target_views(cfg.weights) else 0)
     class_names = getattr(dataset, "class_names", None)
     if class_names is None:
         from ..data.sample import CLASS_NAMES as class_names
