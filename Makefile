@@ -16,10 +16,10 @@ demo: venv
 	$(abspath $(VENV))/bin/lsm_demo
 
 test: venv
-	cd lsm_ros && $(abspath $(VENV))/bin/python -m pytest $(PYTEST_ARGS)
+	$(abspath $(VENV))/bin/python -m pytest $(PYTEST_ARGS)
 
 test-fast: venv
-	cd lsm_ros && $(abspath $(VENV))/bin/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(abspath $(VENV))/bin/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -35,12 +35,6 @@ setup(
     entry_points={
         "console_scripts": [
             "lsm_node = lsm_ros.node:main",
-            "lsm_demo = lsm_ros.demo:main",
-            "lsm_bag = lsm_ros.bag_replay:main",
-            "lsm-benchmark = lsm.benchmark:main",
-            "lsm-train = lsm.training.train:main",
-            "lsm-eval = lsm.evaluation.evaluate:main",
-            "lsm-export = lsm.training.export:main",
             "lsm-convert = lsm.convert:main",
         ],
     },

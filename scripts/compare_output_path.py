@@ -12,8 +12,8 @@ CHILD = r"""
 import sys, time
 import numpy as np
 sys.path.insert(0, sys.argv[1] + "/lsm_ros")
-from lsm.data.procedural import generate_sample
-from lsm.data.sample import CLASS_NAMES
+from lsm_train.data.procedural import generate_sample
+from lsm_train.data.sample import CLASS_NAMES
 from lsm.inference import reconstruct_pairs
 from lsm_ros.engine import load_engine
 from lsm_ros.outputs import reconstruction_outputs

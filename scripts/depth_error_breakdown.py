@@ -13,19 +13,19 @@ import math
 
 import torch
 
-from lsm.data import dataset as ds
-from lsm.evaluation.evaluate import align_to_truth, parse_seeds
-from lsm.evaluation.metrics import depth_errors_by_edges
-from lsm.model.lsm import LSM
+from lsm_train.data import dataset as ds
+from lsm_train.evaluation.evaluate import align_to_truth, parse_seeds
+from lsm_train.evaluation.metrics import depth_errors_by_edges
 
 
+from lsm.checkpoint import load_model
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("checkpoint", nargs="?", default="")
     p.add_argument("--seeds", default="100000:100016")
     a = p.parse_args()
     torch.set_num_threads(2)
-    model = LSM.load(a.checkpoint or None).eval()
+    model = load_model(a.checkpoint or None).eval()
     base = ds.ProceduralDataset(num_samples=10 ** 9, seed=0, size=model.config.image_size)
     errors, edges = [], []
     with torch.no_grad():

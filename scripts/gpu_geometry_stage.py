@@ -40,11 +40,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lsm_ros"))
 
 from lsm.checkpoint import save_checkpoint  # noqa: E402
-from lsm.data.sample import CLASS_NAMES  # noqa: E402
+from lsm_train.data.sample import CLASS_NAMES  # noqa: E402
+from lsm.checkpoint import load_model  # noqa: E402
 from lsm.model.lsm import LSM  # noqa: E402
-from lsm.training.objective import LossWeights, reads_target_views  # noqa: E402
-from lsm.training.train import build_dataset  # noqa: E402
-from lsm.training.trainer import TrainConfig, Trainer  # noqa: E402
+from lsm_train.training.objective import LossWeights, reads_target_views  # noqa: E402
+from lsm_train.training.train import build_dataset  # noqa: E402
+from lsm_train.training.trainer import TrainConfig, Trainer  # noqa: E402
 
 GEOMETRY_ONLY = LossWeights(photometric=0.0, semantic=0.0)
 
@@ -52,7 +53,7 @@ GEOMETRY_ONLY = LossWeights(photometric=0.0, semantic=0.0)
 def cuda_checks(model: LSM, device: torch.device, pairs: int = 4) -> dict:
     """GPU vs CPU on held-out procedural pairs: max |difference| of pointmaps (in units of
     the scene's median distance), confidences, rendered view-0 RGB; GPU forward time."""
-    from lsm.data.procedural import generate_sample
+    from lsm_train.data.procedural import generate_sample
     from lsm.inference import reconstruct_pairs
 
     images = []
@@ -138,7 +139,7 @@ def merge(base: str, parts_dir: str, dst: str) -> None:
     """BASE model + the dust3r_part*.pt tensors -> a float32 lsm_ros model file at DST."""
     from lsm.weights_file import load_weights_only
 
-    model = LSM.load(base)
+    model = load_model(base)
     state = model.state_dict()
     loaded = 0
     for f in sorted(Path(parts_dir).glob("dust3r_part*.pt")):
@@ -191,7 +192,7 @@ def main(argv=None) -> int:
     def dump():
         (out / "summary.json").write_text(json.dumps(summary, indent=1))
 
-    model = LSM.load(a.init).float()
+    model = load_model(a.init).float()
     if (device.type == "cuda" or a.checks) and not a.no_checks:
         try:
             summary["cuda_checks"] = cuda_checks(model, device)

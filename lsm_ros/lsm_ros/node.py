@@ -6,22 +6,24 @@ node namespace):
 * subscribes ``image_topics`` (sensor_msgs/Image rgb8, bgr8, rgba8, bgra8 or mono8) with
   the ``qos`` profile (default: sensor data, REP-2003).  Pair mode: two cameras paired by
   approximate time (``slop``); mono mode: one camera, keyframes paired with the previous.
-* publishes, per reconstruction (stamp = first view's stamp, frame = first view's camera
-  optical frame, REP-103/105): ``~/points`` (PointCloud2 x y z rgb label confidence),
-  ``~/poses`` (PoseArray of both cameras), ``~/camera_info`` (estimated intrinsics at the
-  original resolution), ``~/labels`` (mono8 label ids), ``~/labels_color`` (rgb8),
-  ``~/depth`` (32FC1, rendered), ``~/rendered`` (rgb8); ``/tf`` when tf2_ros is
-  importable; ``/diagnostics`` once a second.
+* publishes, per reconstruction (lsm_ros.publishing; stamp = first view's stamp, frame =
+  first view's camera optical frame, REP-103/105): ``~/points`` (PointCloud2 x y z rgb
+  label confidence), ``~/poses`` (PoseArray of both cameras), ``~/camera_info`` (estimated
+  intrinsics at the original resolution), ``~/labels`` (mono8 label ids),
+  ``~/labels_color`` (rgb8), ``~/depth`` (32FC1, rendered), ``~/rendered`` (rgb8); the
+  image outputs only while they have subscribers; ``/tf`` when tf2_ros is importable;
+  ``/diagnostics`` once a second.
 * service ``lsm/query`` (lsm_ros_interfaces/srv/Query) -> ``/lsm/query``.
 * service ``~/save_scene`` (std_srvs/Trigger): writes the latest reconstruction under
-  ``save_directory`` (gaussians.ply, points.ply, cameras.json; see lsm_ros.scene_export).
+  ``save_directory`` (gaussians.ply, points.ply, cameras.json; see lsm.io.scene).
 
 All 3-D outputs are in model units: metric only up to an unknown global scale.
 
-Threads: callbacks only convert and pair images and put pairs in a bounded drop-oldest
-queue; a worker thread (lsm_ros.worker) loads the model, batches pairs through it and
-publishes.  The query service answers from the latest reconstruction (swapped under a
-lock) while a forward pass runs.
+Threads: the image callback (the one way into this node per image) only converts and
+pairs images and puts pairs in a bounded drop-oldest queue; a worker thread
+(lsm_ros.worker) loads the model (lsm.perception.Perception), batches pairs through it and
+hands the results to lsm_ros.publishing.  The query service answers from the latest
+reconstruction while a forward pass runs.
 
 Run: ``lsm_node --ros-args --params-file config/lsm.yaml [-r __ns:=/robot1]``.
 Exit status: 0 after a normal shutdown (Ctrl-C / SIGTERM), 2 for invalid parameters or
@@ -35,9 +37,7 @@ import os
 import re
 import sys
 import threading
-import time
-from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional
 
 import rclpy
 from rcl_interfaces.msg import SetParametersResult
@@ -49,8 +49,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy, qos_profile_
 
 from lsm_ros import query as query_logic
 from lsm_ros.diagnostics import SCALE_NOTE, RateMeter, diagnostic_array
-from lsm_ros.image_conversion import ImageConversionError, imgmsg_to_rgb
-from lsm_ros.messages import stamp_seconds
+from lsm_ros.messages import ImageConversionError, imgmsg_to_rgb, stamp_seconds
 from lsm_ros.pairing import ApproximateTimePairer, MonoKeyframer
 from lsm_ros.parameters import (
     SPECS_BY_NAME,
@@ -60,28 +59,18 @@ from lsm_ros.parameters import (
     declare_parameters,
     read_settings,
 )
-from lsm_ros.worker import InferenceWorker, PairJob, PairQueue
+from lsm_ros.publishing import LatestReconstruction, OutputPublisher
+from lsm_ros.worker import InferenceWorker, PairJob, PairQueue, perception_loader
 
 NODE_NAME = "lsm_node"
 QUERY_SERVICE = "lsm/query"
 EXIT_BAD_PARAMETERS = 2
 EXIT_MODEL_FAILED = 3
-OUTPUT_IMAGE_TOPICS = ("labels", "labels_color", "depth", "rendered")
 
 
 def _query_type():
     from lsm_ros_interfaces.srv import Query
     return Query
-
-
-@dataclass
-class LatestReconstruction:
-    """The reconstruction queries answer from, with the headers of its two views."""
-
-    reconstruction: Any
-    headers: Sequence[Any]  # output headers of view 0 and 1 (frame ids resolved)
-    labels: Sequence[str]
-    outputs: Any = None  # lsm_ros.outputs.ReconstructionOutputs as published
 
 
 class InputProblems:
@@ -110,7 +99,7 @@ class InputProblems:
 
 
 class LsmNode(Node):
-    """ROS front end: parameters, image pairing, publishing and the query service."""
+    """ROS front end: parameters, image pairing, the query and save services, diagnostics."""
 
     def __init__(self, start_worker: bool = True, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
@@ -118,22 +107,12 @@ class LsmNode(Node):
         self._settings: LsmSettings = read_settings(
             lambda name: self.get_parameter(name).value)
         self._warn_unknown_overrides()
-        self._lock = threading.Lock()
-        self._latest: Optional[LatestReconstruction] = None
         self._images_received = 0
-        self._input_rate, self._pair_rate, self._output_rate = (
-            RateMeter(), RateMeter(), RateMeter())
+        self._input_rate, self._pair_rate = RateMeter(), RateMeter()
         self._problems = InputProblems(self.get_logger())
-        self._last_latency = float("nan")  # pair formed -> outputs published (monotonic)
-        self._last_stamp_age = float("nan")  # node clock at publication - image stamp
-        self._last_camera_status = ""
         self._last_diag_drops = 0
         self.add_on_set_parameters_callback(self._on_set_parameters)
         s = self._settings
-        if s.world_frame:
-            self.get_logger().warning(
-                f"world_frame '{s.world_frame}' is ignored: outputs are published in the "
-                "reference view's camera optical frame")
 
         self._service_group = MutuallyExclusiveCallbackGroup()
         self._image_group = MutuallyExclusiveCallbackGroup()
@@ -144,8 +123,11 @@ class LsmNode(Node):
 
         self._save_service = self.create_service(
             Trigger, "~/save_scene", self._on_save_scene, callback_group=self._service_group)
-        self._make_publishers()
-        self._tf_broadcaster, self._tf_buffer = self._make_tf()
+        self._publisher = OutputPublisher(self, s.camera_frame, s.mode)
+        from diagnostic_msgs.msg import DiagnosticArray
+
+        self._pub_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._tf_buffer = self._make_tf_listener()
 
         self._pair_lock = threading.Lock()
         if s.mode == "pair":
@@ -155,9 +137,10 @@ class LsmNode(Node):
                                             s.keyframe_min_translation)
             self._keyframe_position = None
         self._queue = PairQueue(s.queue_size)
-        self._worker = InferenceWorker(self._queue, self._load_engine, self._process,
-                                       self._publish_result, lambda: self._settings.batch_size,
-                                       self._worker_log)
+        self._worker = InferenceWorker(
+            self._queue, perception_loader(s.weight_sources(), s.device, s.precision,
+                                           s.cpu_threads),
+            self._publisher, s.output_spec(), s.batch_size, self._worker_log)
         self._subscriptions_ = self._subscribe_images()
         self._diag_timer = self.create_timer(1.0, self._publish_diagnostics,
                                              callback_group=self._timer_group)
@@ -196,6 +179,7 @@ class LsmNode(Node):
             return SetParametersResult(successful=False, reason=reason)
         # Accepted: rclpy stores the values right after this callback returns.
         self._settings = new
+        self._worker.configure(spec=new.output_spec(), batch_size=new.batch_size)
         return SetParametersResult(successful=True)
 
     # -- set-up ---------------------------------------------------------------------------
@@ -208,36 +192,18 @@ class LsmNode(Node):
                             for k in ("reliability", "durability", "history")}, depth=depth)
         return qos
 
-    def _make_publishers(self) -> None:
-        from diagnostic_msgs.msg import DiagnosticArray
-        from geometry_msgs.msg import PoseArray
-        from sensor_msgs.msg import CameraInfo, Image, PointCloud2
-
-        depth = 2
-        self._pub_points = self.create_publisher(PointCloud2, "~/points", depth)
-        self._pub_poses = self.create_publisher(PoseArray, "~/poses", depth)
-        self._pub_camera_info = self.create_publisher(CameraInfo, "~/camera_info", depth)
-        self._pub_images = {name: self.create_publisher(Image, f"~/{name}", depth)
-                            for name in OUTPUT_IMAGE_TOPICS}
-        self._pub_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-
-    def _make_tf(self):
+    def _make_tf_listener(self):
+        """A TF buffer for the mono keyframe motion check (odom_frame set), or None."""
+        if self._settings.mode != "mono" or not self._settings.odom_frame:
+            return None
         try:
-            import tf2_ros  # noqa: F401
-            from tf2_ros import TransformBroadcaster
-        except ImportError:
-            self.get_logger().info(
-                "tf2_ros is not importable: camera transforms are not broadcast on /tf "
-                "(both camera poses are on ~/poses); mono keyframes use time only")
-            return None, None
-        broadcaster = TransformBroadcaster(self)
-        buffer = None
-        if self._settings.mode == "mono" and self._settings.odom_frame:
             from tf2_ros import Buffer, TransformListener
-
-            buffer = Buffer()
-            self._tf_listener = TransformListener(buffer, self)
-        return broadcaster, buffer
+        except ImportError:
+            self.get_logger().info("tf2_ros is not importable: mono keyframes use time only")
+            return None
+        buffer = Buffer()
+        self._tf_listener = TransformListener(buffer, self)
+        return buffer
 
     def _subscribe_images(self):
         from sensor_msgs.msg import Image
@@ -303,94 +269,18 @@ class LsmNode(Node):
             return None
         return math.dist(now, self._keyframe_position)
 
-    # -- worker side ----------------------------------------------------------------------
     def _worker_log(self, level: str, text: str) -> None:
         getattr(self.get_logger(), level)(text)
 
-    def _load_engine(self):
-        from lsm_ros.engine import load_engine
-
-        s = self._settings
-        engine = load_engine(s.model_config, s.checkpoint, s.device, s.precision,
-                             s.dust3r_checkpoint, s.lseg_checkpoint, s.clip_checkpoint,
-                             s.keep_lsm_dust3r, s.keep_lsm_lseg, s.cpu_threads)
-        self.get_logger().info(
-            f"model loaded on {engine.device} ({engine.precision}) in "
-            f"{engine.load_seconds:.1f} s; {SCALE_NOTE}")
-        return engine
-
-    def _process(self, engine, jobs: List[PairJob]):
-        from lsm_ros.engine import reconstruct_batch
-
-        s = self._settings
-        return reconstruct_batch(engine, [tuple(j.images) for j in jobs], s.labels,
-                                 s.confidence_threshold, s.point_stride, s.max_points)
-
-    def _output_headers(self, job: PairJob):
-        from lsm_ros.messages import copy_header
-
-        s = self._settings
-        ref_frame = s.camera_frame or job.headers[0].frame_id or "camera_optical_frame"
-        view1_frame = (job.headers[1].frame_id if s.mode == "pair" and job.headers[1].frame_id
-                       and not s.camera_frame else ref_frame)
-        return copy_header(job.headers[0], ref_frame), copy_header(job.headers[1], view1_frame)
-
-    def _publish_result(self, job: PairJob, result) -> None:
-        if not self.context.ok():  # shutting down: the publishers are gone
-            return
-        try:
-            self._publish_outputs(job, result)
-        except Exception:
-            if self.context.ok():
-                raise
-
-    def _publish_outputs(self, job: PairJob, result) -> None:
-        from lsm_ros import messages
-
-        rec, outputs, timings = result
-        header0, header1 = self._output_headers(job)
-        self._pub_points.publish(messages.cloud_msg(outputs, header0))
-        self._pub_poses.publish(messages.pose_array_msg(outputs, header0))
-        w, h = outputs.image_sizes[0]
-        self._pub_camera_info.publish(
-            messages.camera_info_msg(outputs.intrinsics[0], w, h, header0))
-        for name, msg in messages.image_msgs(outputs, header0).items():
-            self._pub_images[name].publish(msg)
-        if self._tf_broadcaster is not None:
-            child = [header0.frame_id, f"{header0.frame_id}_lsm_view_1"]
-            self._tf_broadcaster.sendTransform(
-                messages.transform_msgs(outputs, header0, child))
-        with self._lock:
-            self._latest = LatestReconstruction(rec, (header0, header1), outputs.labels, outputs)
-        self._output_rate.tick()
-        # latency on the monotonic clock: meaningful whatever the image stamps are (bag
-        # replay, simulated or unsynchronised camera clocks); the stamp age adds transport
-        # and camera delays where the clocks agree
-        self._last_latency = time.monotonic() - job.enqueued
-        now = self.get_clock().now().nanoseconds * 1e-9
-        self._last_stamp_age = now - stamp_seconds(job.headers[0])
-        self._last_camera_status = outputs.camera_status
-
-    # -- reconstruction -------------------------------------------------------------------
-    def set_reconstruction(self, reconstruction: Any, headers: Optional[Sequence[Any]] = None
-                           ) -> None:
-        """Replace the latest reconstruction for queries (thread-safe)."""
-        from std_msgs.msg import Header
-
-        headers = headers or (Header(), Header())
-        with self._lock:
-            self._latest = LatestReconstruction(reconstruction, tuple(headers),
-                                                self._settings.labels)
-
+    # -- state ----------------------------------------------------------------------------
     def model_error(self) -> Optional[str]:
         """Why the model failed to load (missing/corrupt/unsafe/wrong checkpoint), or None."""
         return self._worker.error if self._worker.state == "failed" else None
 
     def latest_reconstruction(self) -> Optional[LatestReconstruction]:
-        with self._lock:
-            return self._latest
+        return self._publisher.latest()
 
-    # -- service --------------------------------------------------------------------------
+    # -- services -------------------------------------------------------------------------
     def _on_query(self, request, response):
         settings = self._settings
         problem = query_logic.request_problem(request, settings)
@@ -406,19 +296,14 @@ class LsmNode(Node):
                 if self._worker.error:
                     message += f": {self._worker.error}"
             return query_logic.reject(response, message)
-        return self.answer_query(latest, request, response)
-
-    def answer_query(self, latest: LatestReconstruction, request, response):
-        """Answer a valid query from ``latest`` (runs in the service thread)."""
         view, problem = query_logic.requested_view(request)
         if problem:
             return query_logic.reject(response, problem)
-        settings = self._settings
         threshold = query_logic.effective_threshold(request, settings)
         try:
-            result = latest.reconstruction.query(
-                request.label.strip(), list(settings.labels), view=view, threshold=threshold,
-                min_confidence=max(1.0, settings.confidence_threshold))
+            result = self._worker.perception.query(
+                latest.reconstruction, request.label.strip(), list(settings.labels), view=view,
+                threshold=threshold, min_confidence=max(1.0, settings.confidence_threshold))
         except Exception as exc:
             self.get_logger().error(f"query {request.label!r} failed: {exc}")
             return query_logic.reject(response, f"query failed: {type(exc).__name__}: {exc}")
@@ -432,10 +317,10 @@ class LsmNode(Node):
         """Write the latest reconstruction to a new folder under ``save_directory``."""
         from pathlib import Path
 
-        from lsm_ros.scene_export import save_scene
+        from lsm.io.scene import save_scene
 
         latest = self.latest_reconstruction()
-        if latest is None or latest.outputs is None:
+        if latest is None:
             response.success, response.message = False, "no reconstruction yet"
             return response
         header = latest.headers[0]
@@ -443,7 +328,7 @@ class LsmNode(Node):
         folder = Path(self._settings.save_directory).expanduser() / (
             f"scene_{header.stamp.sec}_{header.stamp.nanosec:09d}")
         try:
-            files = save_scene(folder, latest.reconstruction, latest.outputs, stamp,
+            files = save_scene(folder, latest.reconstruction, latest.cloud, stamp,
                                header.frame_id)
         except Exception as exc:  # disk full, permissions, ...: answer, keep running
             self.get_logger().error(f"save_scene to {folder} failed: {exc}")
@@ -457,28 +342,30 @@ class LsmNode(Node):
 
     # -- diagnostics ----------------------------------------------------------------------
     def diagnostics_values(self) -> Dict[str, object]:
-        w, q = self._worker, self._queue
-        engine = w.engine
+        w, q, out = self._worker, self._queue, self._publisher
+        perception = w.perception
         return {
             "model state": w.state + (f" ({w.error})" if w.error else ""),
-            "device": engine.device if engine is not None else self._settings.device,
-            "precision": engine.precision if engine is not None else self._settings.precision,
+            "device": perception.device if perception is not None else self._settings.device,
+            "precision": (perception.precision if perception is not None
+                          else self._settings.precision),
             "mode": self._settings.mode,
             "images received": self._images_received,
             "input rate (images/s)": self._input_rate.rate(),
             "pairs formed": self._pair_rate.count,
             "pair rate (pairs/s)": self._pair_rate.rate(),
-            "reconstructions": self._output_rate.count,
-            "processing rate (reconstructions/s)": self._output_rate.rate(),
+            "reconstructions": out.rate.count,
+            "processing rate (reconstructions/s)": out.rate.rate(),
             "last batch time (s)": w.last_batch_seconds,
-            "latency (s)": self._last_latency,
-            "stamp age at output (s)": self._last_stamp_age,
+            "latency (s)": out.last_latency,
+            "image outputs latency (s)": out.last_image_latency,
+            "stamp age at output (s)": out.last_stamp_age,
             "queue depth": len(q),
             "queue size": q.maxsize,
             "queue drops": q.dropped,
             "inputs dropped (malformed)": self._problems.total,
             "inference failures": w.failures,
-            "camera recovery": self._last_camera_status,
+            "camera recovery": out.last_camera_status,
             "units": SCALE_NOTE,
         }
 

@@ -8,13 +8,18 @@ raising :class:`ParameterError` (naming the parameter) for invalid values.
 
 Run-time changes (``ros2 param set``) are checked by :func:`check_parameter_change`;
 only parameters with ``read_only=False`` (labels, thresholds, point sampling) can change.
+
+This table is the one source of every default: :class:`LsmSettings`, ``config/lsm.yaml``
+and the README's parameter table are generated from it (``lsm_tools.reference``), and the
+defaults of the model-side settings come from :class:`lsm.specs.WeightSources` and
+:class:`lsm.specs.OutputSpec`.
 """
 from __future__ import annotations
 
 import dataclasses
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
 from rcl_interfaces.msg import (
     FloatingPointRange,
@@ -23,9 +28,10 @@ from rcl_interfaces.msg import (
     ParameterType,
 )
 
-DEFAULT_LABELS: Tuple[str, ...] = (
-    "wall", "floor", "ceiling", "chair", "table", "sofa", "bed", "other",
-)
+from lsm.specs import MODEL_CONFIGS, PRECISIONS, OutputSpec, WeightSources
+
+# Defaults of the settings the core owns come from the core's own dataclasses.
+_WEIGHTS, _OUTPUT = WeightSources(), OutputSpec()
 
 _TYPE_NAMES = {
     ParameterType.PARAMETER_BOOL: "bool",
@@ -86,26 +92,26 @@ class ParameterSpec:
 
 _S = ParameterType
 PARAMETER_SPECS: Tuple[ParameterSpec, ...] = (
-    ParameterSpec("model_config", "tiny", _S.PARAMETER_STRING,
+    ParameterSpec("model_config", _WEIGHTS.config, _S.PARAMETER_STRING,
                   "Model size: 'tiny' (embedded CPU model) or 'paper' (official LSM sizes).",
-                  choices=("tiny", "paper")),
-    ParameterSpec("checkpoint", "", _S.PARAMETER_STRING,
+                  choices=MODEL_CONFIGS),
+    ParameterSpec("checkpoint", _WEIGHTS.checkpoint, _S.PARAMETER_STRING,
                   "Path of a model checkpoint (.pt/.pth); '' = the embedded weights of "
                   "model_config."),
-    ParameterSpec("dust3r_checkpoint", "", _S.PARAMETER_STRING,
+    ParameterSpec("dust3r_checkpoint", _WEIGHTS.dust3r, _S.PARAMETER_STRING,
                   "Official DUSt3R_ViTLarge_BaseDecoder_512_dpt.pth; with an official LSM "
                   "checkpoint it replaces the LSM file's DUSt3R weights (the official loading "
                   "rule; required unless keep_lsm_dust3r)."),
-    ParameterSpec("lseg_checkpoint", "", _S.PARAMETER_STRING,
+    ParameterSpec("lseg_checkpoint", _WEIGHTS.lseg, _S.PARAMETER_STRING,
                   "Official LSeg demo_e200.ckpt; replaces the LSM file's LSeg weights "
                   "(required with an official LSM checkpoint unless keep_lsm_lseg)."),
-    ParameterSpec("clip_checkpoint", "", _S.PARAMETER_STRING,
+    ParameterSpec("clip_checkpoint", _WEIGHTS.clip, _S.PARAMETER_STRING,
                   "OpenAI CLIP ViT-B/32 weights (state dict or ViT-B-32.pt); replaces the "
                   "text encoder; '' = the CLIP inside the LSeg weights."),
-    ParameterSpec("keep_lsm_dust3r", False, _S.PARAMETER_BOOL,
+    ParameterSpec("keep_lsm_dust3r", _WEIGHTS.keep_lsm_dust3r, _S.PARAMETER_BOOL,
                   "Keep the official LSM checkpoint's own (LSM-fine-tuned) DUSt3R weights "
                   "instead of dust3r_checkpoint (the official demo does not)."),
-    ParameterSpec("keep_lsm_lseg", False, _S.PARAMETER_BOOL,
+    ParameterSpec("keep_lsm_lseg", _WEIGHTS.keep_lsm_lseg, _S.PARAMETER_BOOL,
                   "Keep the official LSM checkpoint's own LSeg weights instead of "
                   "lseg_checkpoint."),
     ParameterSpec("device", "auto", _S.PARAMETER_STRING,
@@ -118,7 +124,7 @@ PARAMETER_SPECS: Tuple[ParameterSpec, ...] = (
                   int_range=(0, 1024)),
     ParameterSpec("precision", "fp32", _S.PARAMETER_STRING,
                   "Inference precision; fp16/bf16 only take effect on CUDA.",
-                  choices=("fp32", "fp16", "bf16")),
+                  choices=PRECISIONS),
     ParameterSpec("mode", "pair", _S.PARAMETER_STRING,
                   "'pair': two cameras, views from image_topics[0] and [1] matched by stamp; "
                   "'mono': one moving camera, each new keyframe is paired with the previous "
@@ -149,30 +155,27 @@ PARAMETER_SPECS: Tuple[ParameterSpec, ...] = (
                   int_range=(1, 1000)),
     ParameterSpec("batch_size", 1, _S.PARAMETER_INTEGER,
                   "Image pairs per inference call.", int_range=(1, 64)),
-    ParameterSpec("labels", list(DEFAULT_LABELS), _S.PARAMETER_STRING_ARRAY,
+    ParameterSpec("labels", list(_OUTPUT.labels), _S.PARAMETER_STRING_ARRAY,
                   "Vocabulary of the label images and per-point labels (label index = "
                   "position in this list); /lsm/query accepts any label and uses these "
                   "as its competing classes.", read_only=False,
                   additional_constraints="non-empty list of distinct, non-empty, printable "
                                          "names of at most max_label_length characters"),
-    ParameterSpec("confidence_threshold", 0.0, _S.PARAMETER_DOUBLE,
+    ParameterSpec("confidence_threshold", _OUTPUT.confidence_threshold, _S.PARAMETER_DOUBLE,
                   "Smallest pointmap confidence (DUSt3R style, >= 1) of a published point; "
                   "0 keeps every point.", read_only=False, float_range=(0.0, 1000.0)),
     ParameterSpec("query_threshold", 0.5, _S.PARAMETER_DOUBLE,
                   "Default similarity threshold of /lsm/query (used when a request's "
                   "threshold is 0).", read_only=False, float_range=(0.0, 1.0),
                   additional_constraints="> 0"),
-    ParameterSpec("point_stride", 2, _S.PARAMETER_INTEGER,
+    ParameterSpec("point_stride", _OUTPUT.point_stride, _S.PARAMETER_INTEGER,
                   "Publish every point_stride-th pixel of each pointmap, in both image axes.",
                   read_only=False, int_range=(1, 64)),
-    ParameterSpec("max_points", 200000, _S.PARAMETER_INTEGER,
+    ParameterSpec("max_points", _OUTPUT.max_points, _S.PARAMETER_INTEGER,
                   "Most points in a published cloud (uniformly subsampled above this); "
                   "0 = no limit.", read_only=False, int_range=(0, 100000000)),
     ParameterSpec("camera_frame", "", _S.PARAMETER_STRING,
                   "Camera optical frame id; '' = the frame_id of the incoming images."),
-    ParameterSpec("world_frame", "", _S.PARAMETER_STRING,
-                  "Reserved: outputs are always in the reference view's optical frame "
-                  "(a non-empty value is reported once and ignored)."),
     ParameterSpec("qos", "sensor_data", _S.PARAMETER_STRING,
                   "QoS of the image subscriptions: 'sensor_data' (best effort) or "
                   "'reliable'.", choices=("sensor_data", "reliable")),
@@ -188,39 +191,55 @@ PARAMETER_SPECS: Tuple[ParameterSpec, ...] = (
 SPECS_BY_NAME: Dict[str, ParameterSpec] = {s.name: s for s in PARAMETER_SPECS}
 
 
+def _default(name: str) -> Any:
+    value = SPECS_BY_NAME[name].default
+    return tuple(value) if isinstance(value, list) else value
+
+
 @dataclass(frozen=True)
 class LsmSettings:
-    """Validated parameter values of ``lsm_node`` (field names = parameter names)."""
+    """Validated parameter values of ``lsm_node`` (field names = parameter names; the
+    defaults are those of :data:`PARAMETER_SPECS`)."""
 
-    model_config: str = "tiny"
-    checkpoint: str = ""
-    dust3r_checkpoint: str = ""
-    lseg_checkpoint: str = ""
-    clip_checkpoint: str = ""
-    keep_lsm_dust3r: bool = False
-    keep_lsm_lseg: bool = False
-    device: str = "auto"
-    cpu_threads: int = 0
-    precision: str = "fp32"
-    mode: str = "pair"
-    image_topics: Tuple[str, ...] = ("image_0", "image_1")
-    slop: float = 0.05
-    keyframe_interval: int = 10
-    keyframe_min_seconds: float = 0.5
-    keyframe_min_translation: float = 0.1
-    odom_frame: str = ""
-    queue_size: int = 10
-    batch_size: int = 1
-    labels: Tuple[str, ...] = DEFAULT_LABELS
-    confidence_threshold: float = 0.0
-    query_threshold: float = 0.5
-    point_stride: int = 2
-    max_points: int = 200000
-    camera_frame: str = ""
-    world_frame: str = ""
-    qos: str = "sensor_data"
-    save_directory: str = "lsm_scenes"
-    max_label_length: int = 64
+    model_config: str = _default("model_config")
+    checkpoint: str = _default("checkpoint")
+    dust3r_checkpoint: str = _default("dust3r_checkpoint")
+    lseg_checkpoint: str = _default("lseg_checkpoint")
+    clip_checkpoint: str = _default("clip_checkpoint")
+    keep_lsm_dust3r: bool = _default("keep_lsm_dust3r")
+    keep_lsm_lseg: bool = _default("keep_lsm_lseg")
+    device: str = _default("device")
+    cpu_threads: int = _default("cpu_threads")
+    precision: str = _default("precision")
+    mode: str = _default("mode")
+    image_topics: Tuple[str, ...] = _default("image_topics")
+    slop: float = _default("slop")
+    keyframe_interval: int = _default("keyframe_interval")
+    keyframe_min_seconds: float = _default("keyframe_min_seconds")
+    keyframe_min_translation: float = _default("keyframe_min_translation")
+    odom_frame: str = _default("odom_frame")
+    queue_size: int = _default("queue_size")
+    batch_size: int = _default("batch_size")
+    labels: Tuple[str, ...] = _default("labels")
+    confidence_threshold: float = _default("confidence_threshold")
+    query_threshold: float = _default("query_threshold")
+    point_stride: int = _default("point_stride")
+    max_points: int = _default("max_points")
+    camera_frame: str = _default("camera_frame")
+    qos: str = _default("qos")
+    save_directory: str = _default("save_directory")
+    max_label_length: int = _default("max_label_length")
+
+    def weight_sources(self) -> WeightSources:
+        """Where the model's weights come from."""
+        return WeightSources(self.model_config, self.checkpoint, self.dust3r_checkpoint,
+                             self.lseg_checkpoint, self.clip_checkpoint, self.keep_lsm_dust3r,
+                             self.keep_lsm_lseg)
+
+    def output_spec(self) -> OutputSpec:
+        """What a published cloud holds."""
+        return OutputSpec(self.labels, self.confidence_threshold, self.point_stride,
+                          self.max_points)
 
     def replace(self, **changes: Any) -> "LsmSettings":
         """A copy with ``changes`` applied and validated (raises ParameterError)."""
@@ -358,10 +377,3 @@ def check_parameter_change(current: LsmSettings,
 def type_name(parameter_type: int) -> str:
     """Human name of a ParameterType constant."""
     return _TYPE_NAMES.get(parameter_type, str(parameter_type))
-
-
-def describe_parameters() -> Sequence[str]:
-    """One line per parameter: name, type, default, description (for --help)."""
-    return [f"{s.name} ({type_name(s.type)}, default {s.default!r}"
-            f"{', run-time changeable' if not s.read_only else ''}): {s.description}"
-            for s in PARAMETER_SPECS]

@@ -42,8 +42,7 @@ def fill_answer(response, result, view_header, reference_header):
     mask: mono8 at the original resolution of the requested view (header = that view);
     points/centroid/extent: reference frame (header = reference view).
     """
-    from lsm_ros.image_conversion import mask_to_imgmsg
-    from lsm_ros.pointcloud import make_pointcloud
+    from lsm_ros.messages import make_pointcloud, mask_to_imgmsg
 
     response.success = True
     response.message = result.message
@@ -55,15 +54,6 @@ def fill_answer(response, result, view_header, reference_header):
     response.extent.x, response.extent.y, response.extent.z = (float(v) for v in result.extent)
     response.score = float(result.score)
     return response
-
-
-def match_label(label: str, labels: Sequence[str]) -> Optional[int]:
-    """Index of ``label`` in ``labels`` (ignoring case and outer spaces), or None."""
-    wanted = label.strip().casefold()
-    for index, name in enumerate(labels):
-        if name.strip().casefold() == wanted:
-            return index
-    return None
 
 
 def effective_threshold(request, settings: LsmSettings) -> float:

@@ -1,9 +1,11 @@
 """Inference off the ROS executor: a bounded drop-oldest queue and a worker thread.
 
-No ROS imports.  The node's callbacks only convert images and :meth:`PairQueue.put` view
-pairs; :class:`InferenceWorker` takes up to ``batch_size`` pairs at a time, runs one
-forward pass through ``process`` and hands each result to ``publish``.  When the queue is
-full the OLDEST pair is dropped (a robot wants the newest view); drops are counted.
+No ROS imports.  The node's image callback only converts images and :meth:`PairQueue.put` s
+view pairs; :class:`InferenceWorker` loads the :class:`~lsm.perception.Perception` once, takes
+up to ``batch_size`` pairs at a time, runs one forward pass, and hands each result to its
+:class:`OutputSink` (lsm_ros.publishing): the point cloud as soon as it exists, then the
+image outputs the sink still wants (none when nobody subscribes).  When the queue is full
+the OLDEST pair is dropped (a robot wants the newest view); drops are counted.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import time
 import traceback
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Deque, List, Optional, Sequence
+from typing import Any, Callable, Collection, Deque, List, Optional, Protocol, Sequence
 
 import numpy as np
 
@@ -85,26 +87,54 @@ class PairQueue:
             self._cond.notify_all()
 
 
+def perception_loader(weights: Any, device: str, precision: str,
+                      cpu_threads: int) -> Callable[[], Any]:
+    """A ``load`` callable for :class:`InferenceWorker`: loads the
+    :class:`lsm.perception.Perception` from ``weights`` (lsm.specs.WeightSources) when
+    called; torch is imported then, in the worker thread, not when the node starts."""
+    def load():
+        from lsm.perception import Perception
+
+        return Perception.load(weights, device, precision, cpu_threads)
+    return load
+
+
+class OutputSink(Protocol):
+    """Where the worker's results go (lsm_ros.publishing.OutputPublisher in the node).
+
+    Called in the worker thread, in this order for each pair: ``publish_cloud`` once, then
+    ``wanted_images`` and, when it names any, ``publish_images`` with just those.
+    """
+
+    def wanted_images(self) -> Collection[str]:
+        """Names of the image outputs (lsm.perception.IMAGE_OUTPUTS) someone wants now."""
+
+    def publish_cloud(self, job: PairJob, rec: Any, cloud: Any) -> None:
+        """Publish the reconstruction's cloud, cameras and poses; keep it for queries."""
+
+    def publish_images(self, job: PairJob, rec: Any, images: Any) -> None:
+        """Publish the reference view's image outputs."""
+
+
 class InferenceWorker:
     """Thread that loads the model once, then batches pairs through it.
 
-    setup(): called once in the thread (e.g. loads the model; slow); returns the engine.
-    process(engine, jobs): results, one per job (one forward pass for the whole batch).
-    publish(job, result): called per job, in this thread.
-    batch_size(): current batch size (read before every batch).
+    load(): called once in the thread (slow); returns the lsm.perception.Perception.
+    sink: receives every result (see :class:`OutputSink`).
+    spec, batch_size: the lsm.perception.OutputSpec and pairs per forward pass; change
+    them at run time with :meth:`configure` (read before every batch).
     log(level, text): level is 'info', 'warning' or 'error'.
     """
 
-    def __init__(self, queue: PairQueue, setup: Callable[[], Any],
-                 process: Callable[[Any, List[PairJob]], Sequence[Any]],
-                 publish: Callable[[PairJob, Any], None], batch_size: Callable[[], int],
+    def __init__(self, queue: PairQueue, load: Callable[[], Any], sink: OutputSink,
+                 spec: Any = None, batch_size: int = 1,
                  log: Callable[[str, str], None] = lambda level, text: None) -> None:
         self.queue = queue
-        self._setup, self._process, self._publish = setup, process, publish
-        self._batch_size, self._log = batch_size, log
+        self._load, self._sink, self._log = load, sink, log
+        self._spec, self._batch_size = spec, int(batch_size)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lsm_inference", daemon=True)
-        self.engine: Any = None
+        self.perception: Any = None
         self.state = "starting"  # starting | loading | ready | failed
         self.error = ""
         self.processed = 0  # pairs reconstructed
@@ -112,7 +142,13 @@ class InferenceWorker:
         self.batches = 0
         self.last_batch_seconds = 0.0
         self.last_queue_wait = 0.0  # seconds the newest processed pair waited in the queue
-        self.busy = False
+
+    def configure(self, spec: Any = None, batch_size: Optional[int] = None) -> None:
+        """Replace the output spec and/or the batch size (applies from the next batch)."""
+        if spec is not None:
+            self._spec = spec
+        if batch_size is not None:
+            self._batch_size = int(batch_size)
 
     def start(self) -> None:
         self._thread.start()
@@ -130,23 +166,24 @@ class InferenceWorker:
     def _run(self) -> None:
         self.state = "loading"
         try:
-            self.engine = self._setup()
+            self.perception = self._load()
         except Exception as exc:  # the node keeps serving, diagnostics say why
             self.state, self.error = "failed", f"{type(exc).__name__}: {exc}"
             self._log("error", f"model set-up failed: {self.error}")
             return
         self.state = "ready"
+        p = self.perception
+        self._log("info", f"model loaded on {getattr(p, 'device', '?')} "
+                          f"({getattr(p, 'precision', '?')}) in "
+                          f"{getattr(p, 'load_seconds', 0.0):.1f} s")
         while not self._stop.is_set():
-            jobs = self.queue.get_batch(max(1, int(self._batch_size())), timeout=0.5)
+            jobs = self.queue.get_batch(max(1, self._batch_size), timeout=0.5)
             if not jobs:
                 continue
-            self.busy = True
             start = time.monotonic()
             self.last_queue_wait = start - jobs[-1].enqueued
             try:
-                results = self._process(self.engine, jobs)
-                for job, result in zip(jobs, results):
-                    self._publish(job, result)
+                self._process(jobs)
                 self.processed += len(jobs)
             except Exception as exc:
                 if self._stop.is_set():
@@ -155,6 +192,17 @@ class InferenceWorker:
                 self._log("error", f"inference of {len(jobs)} pair(s) failed: "
                                    f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
             finally:
-                self.busy = False
                 self.batches += 1
                 self.last_batch_seconds = time.monotonic() - start
+
+    def _process(self, jobs: List[PairJob]) -> None:
+        """One forward pass; every cloud goes out before any image output is computed."""
+        perception, spec = self.perception, self._spec
+        recs = perception.reconstruct([tuple(j.images) for j in jobs])
+        for job, rec in zip(jobs, recs):
+            self._sink.publish_cloud(job, rec, perception.point_cloud(rec, spec))
+        for job, rec in zip(jobs, recs):
+            wanted = self._sink.wanted_images()
+            if wanted and not self._stop.is_set():
+                self._sink.publish_images(job, rec,
+                                          perception.view_images(rec, spec.labels, 0, wanted))

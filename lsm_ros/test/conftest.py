@@ -1,4 +1,5 @@
-"""Shared test set-up for lsm_ros.
+"""Shared test set-up for lsm_ros (unit tests of the core and the ROS layer; the system tests
+that start nodes, the demo and the tools are in lsm_tools/test).
 
 DDS isolation for every test that uses ROS 2 (set before any rclpy import):
 * ROS_DOMAIN_ID unique to this pytest run (derived from the process id; override with
@@ -44,14 +45,3 @@ def package_root() -> Path:
 def params_file() -> Path:
     """The shipped parameter file config/lsm.yaml."""
     return CONFIG_DIR / "lsm.yaml"
-
-
-@pytest.fixture(scope="session")
-def rclpy_node():
-    """An rclpy node in the pytest process (rclpy initialised once for the session)."""
-    rclpy = pytest.importorskip("rclpy")
-    rclpy.init(args=[])
-    node = rclpy.create_node("lsm_test_client")
-    yield node
-    node.destroy_node()
-    rclpy.shutdown()

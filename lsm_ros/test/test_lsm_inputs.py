@@ -1,4 +1,4 @@
-"""Bad input to ``LSM.forward`` / ``LSM.reconstruct`` fails early with a ValueError that says
+"""Bad input to ``LSM.forward`` / ``Perception.reconstruct`` fails early with a ValueError that says
 what is wrong (not a crash deep inside the network)."""
 from __future__ import annotations
 
@@ -46,11 +46,14 @@ def test_forward_rejects_bad_pairs(model, a, b, match):
     (None, "RGB image"),
 ])
 def test_reconstruct_rejects_bad_images(model, a, match):
+    from lsm.perception import Perception
+
+    perception = Perception(model)
     good = np.zeros((64, 64, 3), np.uint8)
     with pytest.raises(ValueError, match=match):
-        model.reconstruct(a, good)
+        perception.reconstruct([(a, good)])
     with pytest.raises(ValueError, match=match):
-        model.reconstruct(good, a)
+        perception.reconstruct([(good, a)])
 
 
 def test_reconstruct_pairs_needs_pairs(model):

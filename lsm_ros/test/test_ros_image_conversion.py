@@ -1,4 +1,4 @@
-"""sensor_msgs/Image <-> numpy conversions (lsm_ros.image_conversion)."""
+"""sensor_msgs/Image <-> numpy conversions (lsm_ros.messages)."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,7 +8,7 @@ pytest.importorskip("sensor_msgs")
 
 from sensor_msgs.msg import Image  # noqa: E402
 
-from lsm_ros.image_conversion import (  # noqa: E402
+from lsm_ros.messages import (  # noqa: E402
     ImageConversionError,
     array_to_imgmsg,
     imgmsg_to_array,

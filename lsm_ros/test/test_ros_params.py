@@ -10,8 +10,8 @@ import yaml
 
 pytest.importorskip("rclpy")
 
+from lsm.specs import DEFAULT_LABELS  # noqa: E402
 from lsm_ros.parameters import (  # noqa: E402
-    DEFAULT_LABELS,
     PARAMETER_SPECS,
     LsmSettings,
     ParameterError,

@@ -1,4 +1,4 @@
-"""PointCloud2 building and reading (lsm_ros.pointcloud)."""
+"""PointCloud2 building and reading (lsm_ros.messages)."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("sensor_msgs")
 
-from lsm_ros.pointcloud import (  # noqa: E402
+from lsm_ros.messages import (  # noqa: E402
     PointCloudError,
     make_pointcloud,
     pack_rgb,

@@ -1,7 +1,6 @@
 """Inference worker: bounded drop-oldest queue, batching, errors, set-up failure."""
 from __future__ import annotations
 
-import threading
 import time
 
 import numpy as np
@@ -37,58 +36,113 @@ def test_get_batch_limits_size_and_times_out_empty():
         PairQueue(0)
 
 
-def _wait(cond, timeout=10.0):
+def _wait(cond, timeout=30.0):
     end = time.monotonic() + timeout
     while time.monotonic() < end and not cond():
         time.sleep(0.01)
     return cond()
 
 
-def test_worker_batches_processes_and_publishes_in_order():
-    q = PairQueue(50)
-    batches, published = [], []
-    gate = threading.Event()
+@pytest.fixture(scope="module")
+def perception():
+    """A real Perception: the tiny network with random weights (seed 0)."""
+    import torch
 
-    def process(engine, jobs):
-        gate.wait(5)
-        batches.append(len(jobs))
-        return [engine + j.headers[0] for j in jobs]
+    from lsm.model.lsm import LSM
+    from lsm.perception import Perception
 
-    w = InferenceWorker(q, lambda: 100, process, lambda job, r: published.append(r),
-                        batch_size=lambda: 4)
+    torch.manual_seed(0)
+    return Perception(LSM.from_config("tiny"))
+
+
+class RecordingSink:
+    """An OutputSink that keeps what it is given, in order; ``wanted`` images on request."""
+
+    def __init__(self, wanted=()):
+        self.wanted = tuple(wanted)
+        self.events = []
+
+    def wanted_images(self):
+        return self.wanted
+
+    def publish_cloud(self, job, rec, cloud):
+        self.events.append(("cloud", job.headers[0], rec, cloud))
+
+    def publish_images(self, job, rec, images):
+        self.events.append(("images", job.headers[0], rec, images))
+
+
+def _pair_job(i, size=(48, 64)):
+    rng = np.random.default_rng(i)
+    img = rng.integers(0, 255, size + (3,), dtype=np.uint8)
+    return PairJob(images=(img, img[:, ::-1].copy()), headers=(i, i))
+
+
+def test_worker_publishes_every_cloud_of_a_batch_before_any_image(perception):
+    from lsm.specs import OutputSpec
+
+    q = PairQueue(10)
+    sink = RecordingSink(wanted=("labels", "depth"))
+    spec = OutputSpec(("floor", "wall"), 0.0, 4, 0)
+    w = InferenceWorker(q, lambda: perception, sink, spec, batch_size=2)
+    for i in range(2):  # queued before the start: one batch of two
+        q.put(_pair_job(i))
+    w.start()
+    try:
+        assert _wait(lambda: len(sink.events) == 4)
+    finally:
+        w.stop()
+    assert [(kind, i) for kind, i, _, _ in sink.events] == [
+        ("cloud", 0), ("cloud", 1), ("images", 0), ("images", 1)]
+    _, _, rec, cloud = sink.events[0]
+    assert cloud.label_names == ("floor", "wall") and len(cloud.points) == 2 * 32 * 32
+    images = sink.events[2][3]
+    assert images.label_ids.shape == (48, 64) and images.depth.shape == (48, 64)
+    assert images.rendered is None and images.label_color is None  # not wanted: not computed
+    assert sink.events[2][2] is rec and w.processed == 2 and w.batches == 1
+
+
+def test_worker_computes_no_image_nobody_wants_and_follows_configure(perception):
+    from lsm.specs import OutputSpec
+
+    q = PairQueue(10)
+    sink = RecordingSink(wanted=())
+    w = InferenceWorker(q, lambda: perception, sink, OutputSpec(("floor",), 0.0, 8, 0))
     w.start()
     try:
         assert _wait(lambda: w.state == "ready")
-        for i in range(10):
-            q.put(_job(i))
-        gate.set()
-        assert _wait(lambda: len(published) == 10)
-        assert published == [100 + i for i in range(10)]
-        assert max(batches) == 4 and sum(batches) == 10
-        assert w.processed == 10 and w.failures == 0
+        q.put(_pair_job(0))
+        assert _wait(lambda: len(sink.events) == 1)
+        w.configure(spec=OutputSpec(("floor", "sofa"), 0.0, 16, 0))
+        q.put(_pair_job(1))
+        assert _wait(lambda: len(sink.events) == 2)
     finally:
         w.stop()
-    assert not w.alive
+    assert [e[0] for e in sink.events] == ["cloud", "cloud"]
+    assert len(sink.events[0][3].points) == 2 * 16 * 16
+    assert sink.events[1][3].label_names == ("floor", "sofa")
+    assert len(sink.events[1][3].points) == 2 * 8 * 8
 
 
-def test_worker_survives_a_failing_batch_and_reports_it():
+def test_worker_survives_a_failing_batch_and_reports_it(perception):
+    from lsm.specs import OutputSpec
+
     q = PairQueue(5)
-    logs, published = [], []
-
-    def process(engine, jobs):
-        if jobs[0].headers[0] == 0:
-            raise ValueError("bad pair")
-        return [j.headers[0] for j in jobs]
-
-    w = InferenceWorker(q, lambda: None, process, lambda job, r: published.append(r),
-                        batch_size=lambda: 1, log=lambda level, text: logs.append((level, text)))
+    logs = []
+    sink = RecordingSink()
+    w = InferenceWorker(q, lambda: perception, sink, OutputSpec(("floor",)),
+                        log=lambda level, text: logs.append((level, text)))
     w.start()
     try:
-        q.put(_job(0))
-        q.put(_job(1))
-        assert _wait(lambda: published == [1])
+        bad = PairJob(images=(np.zeros((4, 4), np.uint8), np.zeros((4, 4), np.uint8)),
+                      headers=(0, 0))
+        q.put(bad)
+        q.put(_pair_job(1))
+        assert _wait(lambda: len(sink.events) == 1)
+        assert sink.events[0][1] == 1
         assert w.failures == 1
-        assert logs[0][0] == "error" and "bad pair" in logs[0][1]
+        errors = [text for level, text in logs if level == "error"]
+        assert "RGB image of shape" in errors[0]
     finally:
         w.stop()
 
@@ -98,8 +152,8 @@ def test_setup_failure_is_reported_not_raised():
         raise FileNotFoundError("no such checkpoint")
 
     logs = []
-    w = InferenceWorker(PairQueue(1), setup, lambda e, j: [], lambda j, r: None,
-                        batch_size=lambda: 1, log=lambda level, text: logs.append(text))
+    w = InferenceWorker(PairQueue(1), setup, RecordingSink(),
+                        log=lambda level, text: logs.append(text))
     w.start()
     assert _wait(lambda: w.state == "failed")
     assert "no such checkpoint" in w.error and "no such checkpoint" in logs[0]

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from lsm.config import SemanticConfig, paper, tiny
-from lsm.model.lseg import LSegFeatureExtractor, extract_lseg_state_dict, load_lseg_checkpoint
+from lsm.model.lseg import extract_lseg_state_dict, load_lseg_checkpoint
 from lsm.model.semantic_extractor import LearnedSemanticExtractor, build_semantic_extractor
 from lsm.semantics.labels import label_map
 from lsm.semantics.text_encoder import ClipTextEncoder

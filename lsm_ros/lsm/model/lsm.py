@@ -89,13 +89,6 @@ class LSM(nn.Module):
         cfg = get_config(name_or_config) if isinstance(name_or_config, str) else name_or_config
         return cls(cfg)
 
-    @classmethod
-    def load(cls, checkpoint=None, device="cpu") -> "LSM":
-        """Load an lsm_ros checkpoint; ``None`` loads the embedded default model."""
-        from ..checkpoint import load_model
-
-        return load_model(checkpoint, device)
-
     def text_encoder(self):
         """The text encoder whose space the semantic features live in (built once, lazily)."""
         enc = self.__dict__.get("_text_encoder")
@@ -108,12 +101,6 @@ class LSM(nn.Module):
                 enc = build_text_encoder(self.config.semantic.text_encoder)
             self.__dict__["_text_encoder"] = enc
         return enc
-
-    def reconstruct(self, img1, img2):
-        """One RGB image pair (H,W,3 uint8 or float in [0,1]) -> :class:`~lsm.reconstruction.Reconstruction`."""
-        from ..inference import reconstruct_pairs
-
-        return reconstruct_pairs(self, [(img1, img2)], self.text_encoder())[0]
 
     # ------------------------------------------------------------------ semantics
     def semantic_features(self, images: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,6 @@ Degree 0 reduces to 0.28209479 * c_0 + 0.5 (what LSM uses: only the DC term).
 """
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 SH_C0 = 0.28209479177387814

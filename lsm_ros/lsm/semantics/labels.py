@@ -16,9 +16,7 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-# The official LSM demo label set, in the official order
-# (NVlabs/LSM large_spatial_model/utils/visualization_utils.py: LABELS).
-DEFAULT_LABELS: Tuple[str, ...] = ("wall", "floor", "ceiling", "chair", "table", "sofa", "bed", "other")
+from ..specs import DEFAULT_LABELS  # noqa: F401  (re-exported)
 
 # matplotlib "tab10" colours (RGB, uint8).
 _TAB10 = (

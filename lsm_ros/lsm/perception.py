@@ -1,0 +1,271 @@
+"""The entry point of the pure-torch core: :class:`Perception`.
+
+    from lsm import Perception, OutputSpec
+    perception = Perception.load()                    # the embedded tiny model, CPU or CUDA
+    rec = perception.reconstruct([(rgb0, rgb1)])[0]   # RGB uint8 (H, W, 3) camera images
+    cloud = perception.point_cloud(rec, OutputSpec(labels=("floor", "table", "chair")))
+    images = perception.view_images(rec, ("floor", "table", "chair"))
+    hit = perception.query(rec, "couch", vocabulary=("sofa", "chair", "floor", "wall"))
+
+A :class:`Perception` holds the network and its text encoder; everything it returns is plain
+data (:mod:`lsm.results`) that references no model. Frames and units: see
+:mod:`lsm.results` (reference camera's optical frame, model units up to an unknown scale).
+Thread safety: :meth:`reconstruct` and the per-reconstruction methods may run in different
+threads at once (the node reconstructs in a worker thread while its query service answers);
+renders of input views are computed once per reconstruction and shared.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+import weakref
+from typing import Collection, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from .rendering import RenderOutput, render
+from .results import LABEL_NONE, PointCloud, QueryResult, Reconstruction, ViewImages
+from .semantics.labels import colorize
+from .semantics.query import SYNONYM_SIMILARITY, TEMPERATURE, relevance, split_vocabulary
+from .specs import IMAGE_OUTPUTS, PRECISIONS, OutputSpec, WeightSources
+
+__all__ = ["IMAGE_OUTPUTS", "OutputSpec", "Perception", "WeightSources", "resolve_device"]
+
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' when available else 'cpu'; a CUDA request without CUDA raises."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device '{device}' requested but torch sees no CUDA device "
+                           "(use device:=auto or cpu)")
+    return device
+
+
+class Perception:
+    """The LSM network, its text encoder, and everything the runtime asks of them."""
+
+    def __init__(self, model, precision: str = "fp32", load_seconds: float = 0.0) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        self.model = model.eval()
+        self.device = str(next(model.parameters()).device)
+        # half precision runs through CUDA autocast only; on CPU it would cost accuracy
+        # without a measured gain, so it is fp32 there (the effective value is reported)
+        self.precision = precision if self.device.startswith("cuda") else "fp32"
+        self.load_seconds = float(load_seconds)
+        self._text_encoder = None
+        self._renders: "weakref.WeakKeyDictionary[Reconstruction, Dict[int, RenderOutput]]" = \
+            weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, weights: WeightSources = WeightSources(), device: str = "auto",
+             precision: str = "fp32", cpu_threads: int = 0) -> "Perception":
+        """Load the model from ``weights`` onto ``device`` ('auto', 'cpu', 'cuda', 'cuda:N').
+
+        ``cpu_threads``: torch's process-wide CPU thread count; 0 = all cores but one, which
+        leaves a core to the caller's own threads (a ROS executor, services).
+        """
+        start = time.monotonic()
+        dev = resolve_device(device)
+        torch.set_num_threads(cpu_threads or max(1, (os.cpu_count() or 2) - 1))
+        model = weights.load_model(dev)
+        perception = cls(model, precision)
+        perception.text_encoder  # built now, not in the first query
+        perception.load_seconds = time.monotonic() - start
+        return perception
+
+    @property
+    def text_encoder(self):
+        """The text encoder whose space the semantic features live in (built once)."""
+        if self._text_encoder is None:
+            self._text_encoder = self.model.text_encoder()
+        return self._text_encoder
+
+    # ------------------------------------------------------------------ reconstruction
+    def _autocast(self):
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
+        return torch.autocast(device_type="cuda", dtype=dtype)
+
+    def reconstruct(self, pairs: Sequence[Tuple[object, object]],
+                    timings: Optional[dict] = None) -> List[Reconstruction]:
+        """One forward pass for every (image0, image1) pair; image 0 is the reference view.
+
+        ``timings``, when given, gets seconds per stage (preprocess, network, cameras).
+        """
+        from .inference import reconstruct_pairs
+
+        with self._autocast():
+            return reconstruct_pairs(self.model, list(pairs), timings=timings)
+
+    # ------------------------------------------------------------------ rendering
+    def render(self, rec: Reconstruction, K, c2w, width: int, height: int,
+               features: bool = True) -> RenderOutput:
+        """Render ``rec`` at a camera with pixel intrinsics ``K`` (3,3) and pose ``c2w`` (4,4)
+        in the reference frame."""
+        g = rec.gaussians
+        K = torch.as_tensor(K, dtype=torch.float32).to(g.means.device)
+        c2w = torch.as_tensor(c2w, dtype=torch.float32).to(g.means.device)
+        viewmat = torch.linalg.inv(c2w)
+        return render(g.means, g.rotations, g.scales, g.opacities, g.colors(), K[None],
+                      viewmat[None], width, height, features=g.features if features else None)
+
+    def render_view(self, rec: Reconstruction, view: int, features: bool = True) -> RenderOutput:
+        """Render input ``view`` at the model resolution.
+
+        Renders with features are kept per reconstruction, so its label image, depth/colour
+        outputs and every query at that view share one render; a render without features
+        reuses a kept one, or renders just colour and depth.
+        """
+        rec.check_view(view)
+        with self._lock:
+            kept = self._renders.get(rec, {}).get(view)
+        if kept is not None:
+            return kept
+        out = self.render(rec, rec.intrinsics[view], rec.c2w[view], rec.size, rec.size, features)
+        if not features:
+            return out
+        with self._lock:
+            return self._renders.setdefault(rec, {}).setdefault(view, out)
+
+    # ------------------------------------------------------------------ semantics
+    def text_embeddings(self, labels: Sequence[str]) -> torch.Tensor:
+        """Unit-norm text embeddings (L, D) on the model's device."""
+        return self.text_encoder.encode(list(labels)).to(self.device, torch.float32)
+
+    def feature_map(self, rec: Reconstruction, view: int) -> torch.Tensor:
+        """Rendered semantic features in text space at input ``view``: (D, S, S), unit norm."""
+        rendered = self.render_view(rec, view).features[0].permute(2, 0, 1)[None]  # (1,F,S,S)
+        with torch.no_grad():
+            expanded = self.model.expand_features(rendered)  # (1,D,S/2,S/2)
+            expanded = torch.nn.functional.interpolate(expanded, scale_factor=2, mode="bilinear")
+        return torch.nn.functional.normalize(expanded[0], dim=0)
+
+    def label_map(self, rec: Reconstruction, labels: Sequence[str], view: int = 0
+                  ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Per-pixel class index into ``labels`` and its cosine score at ``view``: (S,S), (S,S)."""
+        sim = torch.einsum("dhw,ld->lhw", self.feature_map(rec, view), self.text_embeddings(labels))
+        score, ids = sim.max(dim=0)
+        return ids, score
+
+    def point_similarity(self, rec: Reconstruction, labels: Sequence[str],
+                         index: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Cosine similarity of every Gaussian (or those at ``index``) to each label: (N, L)."""
+        features = rec.gaussians.features.detach()
+        if index is not None:
+            features = features[index.to(features.device)]
+        with torch.no_grad():
+            return self.model.point_text_similarity(features, self.text_embeddings(labels))
+
+    def point_labels(self, rec: Reconstruction, labels: Sequence[str],
+                     index: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Per-Gaussian class index into ``labels`` and cosine score: (N,), (N,)."""
+        score, ids = self.point_similarity(rec, labels, index).max(dim=-1)
+        return ids, score
+
+    # ------------------------------------------------------------------ outputs
+    def point_cloud(self, rec: Reconstruction, spec: OutputSpec = OutputSpec(),
+                    rng_seed: int = 0) -> PointCloud:
+        """Pointmap pixels of both views with confidence >= ``spec.confidence_threshold``.
+
+        Every ``spec.point_stride``-th pixel in both axes, uniformly subsampled to
+        ``spec.max_points``; each point's label is its Gaussian's best label (Gaussian i is
+        pixel i of the pointmaps).
+        """
+        S, stride = rec.size, spec.point_stride
+        pix = np.arange(2 * S * S).reshape(2, S, S)[:, ::stride, ::stride].reshape(-1)
+        pts = rec.pointmaps.reshape(-1, 3).numpy()[pix]
+        conf = rec.confidence.reshape(-1).numpy()[pix]
+        keep = (conf >= spec.confidence_threshold) & np.isfinite(pts).all(axis=1)
+        index = np.flatnonzero(keep)
+        if spec.max_points and index.size > spec.max_points:
+            index = np.sort(np.random.default_rng(rng_seed).choice(index, spec.max_points,
+                                                                   replace=False))
+        chosen = pix[index]
+        rgb = rec.images.reshape(-1, 3).numpy()[chosen]
+        ids, _ = self.point_labels(rec, spec.labels, torch.from_numpy(chosen))
+        return PointCloud(pts[index].astype(np.float32),
+                          np.clip(np.round(rgb * 255.0), 0, 255).astype(np.uint8),
+                          ids.cpu().numpy().astype(np.uint32), conf[index].astype(np.float32),
+                          spec.labels)
+
+    def view_images(self, rec: Reconstruction, labels: Sequence[str], view: int = 0,
+                    wanted: Collection[str] = IMAGE_OUTPUTS) -> ViewImages:
+        """The ``wanted`` 2-D outputs (of :data:`IMAGE_OUTPUTS`) at ``view``, at the camera's
+        original resolution; the others stay None and cost nothing."""
+        unknown = set(wanted) - set(IMAGE_OUTPUTS)
+        if unknown:
+            raise ValueError(f"unknown image outputs {sorted(unknown)}; known: {IMAGE_OUTPUTS}")
+        rec.check_view(view)
+        tf = rec.transforms[view]
+        out = ViewImages(view=view, label_names=tuple(labels))
+        if {"labels", "labels_color"} & set(wanted):
+            ids, _ = self.label_map(rec, labels, view)
+            ids_model = ids.cpu().numpy().astype(np.uint8)
+            if "labels" in wanted:
+                out.label_ids = tf.to_original(ids_model, nearest=True, fill=LABEL_NONE)
+            if "labels_color" in wanted:
+                color = colorize(torch.from_numpy(ids_model.astype(np.int64)),
+                                 num_labels=len(labels)).numpy().astype(np.uint8)
+                out.label_color = tf.to_original(np.ascontiguousarray(color), nearest=True, fill=0)
+        if {"depth", "rendered"} & set(wanted):
+            r = self.render_view(rec, view, features=False)  # the label map's render if kept
+            if "depth" in wanted:
+                depth = r.depth[0].detach().cpu().numpy().astype(np.float32)
+                depth[r.alpha[0].detach().cpu().numpy() < 0.5] = np.nan
+                # linear interpolation next to a NaN gives NaN: only fully valid neighbourhoods
+                out.depth = tf.to_original(depth, nearest=False, fill=float("nan")).astype(np.float32)
+            if "rendered" in wanted:
+                rgb = np.clip(np.round(r.rgb[0].detach().cpu().numpy() * 255), 0, 255)
+                out.rendered = tf.to_original(rgb.astype(np.uint8), nearest=False, fill=0)
+        return out
+
+    # ------------------------------------------------------------------ queries
+    def query(self, rec: Reconstruction, label: str, vocabulary: Sequence[str], view: int = 0,
+              threshold: float = 0.5, min_confidence: float = 1.0,
+              temperature: float = TEMPERATURE,
+              synonym_similarity: float = SYNONYM_SIMILARITY) -> QueryResult:
+        """Segment ``label`` at ``view`` and collect its 3-D points.
+
+        Relevance: :mod:`lsm.semantics.query`, against the rest of ``vocabulary`` as
+        negatives (its synonyms of ``label`` stand for it: "couch" is found where the model
+        says "sofa"). Pixels / Gaussians with relevance >= ``threshold`` (and Gaussians with
+        confidence >= ``min_confidence``) are the object.
+        """
+        rec.check_view(view)
+        q = self.text_embeddings([label])[0]
+        synonyms, negatives = split_vocabulary(label, q, vocabulary, self.text_embeddings,
+                                               synonym_similarity)
+        P = 1 + len(synonyms)
+        texts = torch.cat([q[None], self.text_embeddings(synonyms + negatives)]) \
+            if synonyms or negatives else q[None]  # (P + K, D)
+        pix = relevance(self.feature_map(rec, view).permute(1, 2, 0) @ texts.t(), P, temperature)
+        mask = (pix >= threshold).cpu().numpy()
+        with torch.no_grad():  # per Gaussian, scored in the feature space
+            pts_rel = relevance(self.model.point_text_similarity(
+                rec.gaussians.features.detach(), texts), P, temperature)
+        conf = rec.confidence.reshape(-1).to(pts_rel.device)
+        sel = (pts_rel >= threshold) & (conf >= min_confidence)
+        points = rec.gaussians.means.detach()[sel].cpu().numpy().astype(np.float32)
+        mask_original = rec.transforms[view].to_original(mask.astype(np.uint8) * 255, nearest=True)
+        found = bool(mask.any()) and len(points) > 0
+        if found:
+            centroid = np.median(points, axis=0)
+            lo, hi = np.percentile(points, [2, 98], axis=0)
+            extent = hi - lo
+            score = float(pix[torch.from_numpy(mask).to(pix.device)].mean())
+            message = (f"{int(mask.sum())} of {rec.size ** 2} pixels and {len(points)} points "
+                       f"match {label!r}")
+        else:
+            centroid = extent = np.zeros(3, np.float32)
+            score = float(pix.max())
+            message = (f"no match for {label!r} above threshold {threshold:.2f} "
+                       f"(best relevance {score:.2f})")
+        return QueryResult(label, view, found, score if found else 0.0, mask, mask_original,
+                           points, np.asarray(centroid, np.float32),
+                           np.asarray(extent, np.float32), message)

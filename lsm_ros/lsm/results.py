@@ -1,0 +1,104 @@
+"""Plain results of :class:`lsm.perception.Perception`: tensors, arrays and cameras, no model.
+
+Frames and units
+----------------
+* Everything 3-D is in the **reference camera frame** = view 0's camera (OpenCV / REP-103
+  optical frame: x right, y down, z forward), in the model's scene units: metric only up
+  to an unknown global scale (an image pair alone does not fix the scale).
+* ``c2w[v]`` is view v's camera-to-reference pose; ``c2w[0]`` is the identity.
+* ``intrinsics[v]`` are pixel intrinsics at the model resolution S x S; the per-view
+  :class:`~lsm.preprocess.ImageTransform` maps them (and every 2-D output) back to the
+  original camera images.
+
+A :class:`Reconstruction` is immutable by convention and holds no reference to the network:
+keeping one (for queries, for saving) keeps only its tensors.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from .gaussians import Gaussians
+from .preprocess import ImageTransform
+
+LABEL_NONE = 255  # label id of camera pixels the model did not see (outside its crop)
+UNITS = "model units (metric only up to an unknown global scale)"
+
+
+@dataclass(eq=False)  # identity semantics: a reconstruction is one event, not a value
+class Reconstruction:
+    """What one forward pass gives for an image pair (view 0 = reference)."""
+
+    images: torch.Tensor  # (2,S,S,3) RGB in [0,1], model input
+    pointmaps: torch.Tensor  # (2,S,S,3) reference frame
+    confidence: torch.Tensor  # (2,S,S) >= 1
+    gaussians: Gaussians  # N = 2*S*S, ordered (view, row, col); on the model's device
+    intrinsics: torch.Tensor  # (2,3,3) model resolution, pixels
+    c2w: torch.Tensor  # (2,4,4)
+    transforms: Sequence[ImageTransform]  # per view: camera image <-> model image
+    focal: float = 0.0  # shared focal length, model pixels
+    camera_status: str = ""  # how the cameras were obtained (PnP or a fallback)
+
+    @property
+    def size(self) -> int:
+        """Model resolution S."""
+        return int(self.images.shape[1])
+
+    def check_view(self, view: int) -> None:
+        if view not in (0, 1):
+            raise ValueError(f"unknown view {view}: a reconstruction has views 0 and 1")
+
+    def intrinsics_original(self) -> np.ndarray:
+        """(2,3,3) float64 pixel intrinsics at each view's original camera resolution."""
+        return np.stack([self.transforms[v].intrinsics_to_original(self.intrinsics[v].cpu().numpy())
+                         for v in range(2)])
+
+    def image_sizes(self) -> np.ndarray:
+        """(2,2) int64 (width, height) of each original camera image."""
+        return np.array([self.transforms[v].original_size for v in range(2)], dtype=np.int64)
+
+
+@dataclass
+class PointCloud:
+    """A labelled cloud from both views' pointmaps, reference frame, :data:`UNITS`."""
+
+    points: np.ndarray  # (N, 3) float32
+    colors: np.ndarray  # (N, 3) uint8 RGB
+    labels: np.ndarray  # (N,) uint32 index into label_names
+    confidence: np.ndarray  # (N,) float32 pointmap confidence (>= 1)
+    label_names: Tuple[str, ...] = ()
+
+
+@dataclass
+class ViewImages:
+    """2-D outputs at one input view, at that camera's ORIGINAL resolution.
+
+    Camera pixels outside the model's centre crop get :data:`LABEL_NONE` / black / NaN.
+    Fields not asked for are None.
+    """
+
+    view: int
+    label_ids: Optional[np.ndarray] = None  # (H, W) uint8 index into label_names
+    label_color: Optional[np.ndarray] = None  # (H, W, 3) uint8
+    depth: Optional[np.ndarray] = None  # (H, W) float32 rendered z-depth, NaN where empty
+    rendered: Optional[np.ndarray] = None  # (H, W, 3) uint8 rendered colour
+    label_names: Tuple[str, ...] = ()
+
+
+@dataclass
+class QueryResult:
+    """Answer to a text query at one view."""
+
+    label: str
+    view: int
+    found: bool
+    score: float  # mean relevance of the selected pixels (0..1), 0 when not found
+    mask: np.ndarray  # bool (S,S) at model resolution
+    mask_original: np.ndarray  # uint8 (H,W) at the camera resolution, 255 = object
+    points: np.ndarray  # (M,3) float32, reference frame
+    centroid: np.ndarray  # (3,)
+    extent: np.ndarray  # (3,) axis-aligned size, reference frame
+    message: str = ""

@@ -1,0 +1,129 @@
+"""The node's outputs: what the inference worker hands over, published as ROS messages.
+
+:class:`OutputPublisher` is the worker's :class:`~lsm_ros.worker.OutputSink`. It runs in the
+worker thread: the cloud, poses, camera info and TF go out as soon as the cloud exists; the
+image outputs are computed only for topics that have subscribers. It keeps the latest
+reconstruction (with its cloud and headers) for the query and save services.
+
+Headers: stamp = the reference (first) view's image stamp; frame_id = ``camera_frame`` or
+the reference image's frame_id (REP-103 optical frame). 3-D outputs are in model units.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Collection, Optional, Sequence, Tuple
+
+from lsm.specs import IMAGE_OUTPUTS
+from lsm_ros import messages
+from lsm_ros.diagnostics import RateMeter
+
+DEFAULT_OPTICAL_FRAME = "camera_optical_frame"
+
+
+@dataclass
+class LatestReconstruction:
+    """The reconstruction queries answer from, with its published cloud and headers."""
+
+    reconstruction: Any  # lsm.results.Reconstruction
+    cloud: Any  # lsm.results.PointCloud as published
+    headers: Sequence[Any]  # output headers of view 0 and 1 (frame ids resolved)
+    published_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def labels(self) -> Tuple[str, ...]:
+        return tuple(self.cloud.label_names)
+
+
+class OutputPublisher:
+    """Publishers of one lsm_node and the latest published reconstruction (thread-safe)."""
+
+    def __init__(self, node, camera_frame: str = "", mode: str = "pair", depth: int = 2) -> None:
+        from geometry_msgs.msg import PoseArray
+        from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+        self._node = node
+        self._camera_frame, self._mode = camera_frame, mode
+        self._points = node.create_publisher(PointCloud2, "~/points", depth)
+        self._poses = node.create_publisher(PoseArray, "~/poses", depth)
+        self._camera_info = node.create_publisher(CameraInfo, "~/camera_info", depth)
+        self._images = {name: node.create_publisher(Image, f"~/{name}", depth)
+                        for name in IMAGE_OUTPUTS}
+        self._tf = self._tf_broadcaster(node)
+        self._lock = threading.Lock()
+        self._latest: Optional[LatestReconstruction] = None
+        self.rate = RateMeter()
+        self.last_latency = float("nan")  # pair formed -> cloud published (monotonic clock)
+        self.last_image_latency = float("nan")  # pair formed -> image outputs published
+        self.last_stamp_age = float("nan")  # node clock at publication - image stamp
+        self.last_camera_status = ""
+
+    @staticmethod
+    def _tf_broadcaster(node):
+        try:
+            from tf2_ros import TransformBroadcaster
+        except ImportError:
+            node.get_logger().info(
+                "tf2_ros is not importable: camera transforms are not broadcast on /tf "
+                "(both camera poses are on ~/poses)")
+            return None
+        return TransformBroadcaster(node)
+
+    def latest(self) -> Optional[LatestReconstruction]:
+        with self._lock:
+            return self._latest
+
+    def output_headers(self, headers):
+        """Headers of the outputs of views 0 and 1, from the two input image headers."""
+        ref_frame = self._camera_frame or headers[0].frame_id or DEFAULT_OPTICAL_FRAME
+        view1_frame = (headers[1].frame_id if self._mode == "pair" and headers[1].frame_id
+                       and not self._camera_frame else ref_frame)
+        return (messages.copy_header(headers[0], ref_frame),
+                messages.copy_header(headers[1], view1_frame))
+
+    # -- OutputSink -------------------------------------------------------------------
+    def wanted_images(self) -> Collection[str]:
+        return [name for name, pub in self._images.items() if pub.get_subscription_count() > 0]
+
+    def publish_cloud(self, job, rec, cloud) -> None:
+        if not self._node.context.ok():  # shutting down: the publishers are gone
+            return
+        header0, header1 = self.output_headers(job.headers)
+        c2w = rec.c2w.cpu().numpy().astype("float64")
+        try:
+            self._points.publish(messages.cloud_msg(cloud, header0))
+            self._poses.publish(messages.pose_array_msg(c2w, header0))
+            w, h = rec.image_sizes()[0]
+            self._camera_info.publish(
+                messages.camera_info_msg(rec.intrinsics_original()[0], w, h, header0))
+            if self._tf is not None:
+                child = [header0.frame_id, f"{header0.frame_id}_lsm_view_1"]
+                self._tf.sendTransform(messages.transform_msgs(c2w, header0, child))
+        except Exception:
+            if self._node.context.ok():
+                raise
+            return
+        with self._lock:
+            self._latest = LatestReconstruction(rec, cloud, (header0, header1))
+        self.rate.tick()
+        # latency on the monotonic clock: meaningful whatever the image stamps are (bag
+        # replay, simulated or unsynchronised camera clocks); the stamp age adds transport
+        # and camera delays where the clocks agree
+        self.last_latency = time.monotonic() - job.enqueued
+        now = self._node.get_clock().now().nanoseconds * 1e-9
+        self.last_stamp_age = now - messages.stamp_seconds(job.headers[0])
+        self.last_camera_status = rec.camera_status
+
+    def publish_images(self, job, rec, images) -> None:
+        if not self._node.context.ok():
+            return
+        header0, _ = self.output_headers(job.headers)
+        try:
+            for name, msg in messages.image_msgs(images, header0).items():
+                self._images[name].publish(msg)
+        except Exception:
+            if self._node.context.ok():
+                raise
+            return
+        self.last_image_latency = time.monotonic() - job.enqueued
