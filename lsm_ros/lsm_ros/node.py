@@ -49,6 +49,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy, qos_profile_
 
 from lsm_ros import query as query_logic
 from lsm_ros.diagnostics import SCALE_NOTE, RateMeter, diagnostic_array
+from lsm_ros.interfaces import SUBSCRIBED, endpoint
 from lsm_ros.messages import ImageConversionError, imgmsg_to_rgb, stamp_seconds
 from lsm_ros.pairing import ApproximateTimePairer, MonoKeyframer
 from lsm_ros.parameters import (
@@ -66,11 +67,6 @@ NODE_NAME = "lsm_node"
 QUERY_SERVICE = "lsm/query"
 EXIT_BAD_PARAMETERS = 2
 EXIT_MODEL_FAILED = 3
-
-
-def _query_type():
-    from lsm_ros_interfaces.srv import Query
-    return Query
 
 
 class InputProblems:
@@ -117,16 +113,12 @@ class LsmNode(Node):
         self._service_group = MutuallyExclusiveCallbackGroup()
         self._image_group = MutuallyExclusiveCallbackGroup()
         self._timer_group = MutuallyExclusiveCallbackGroup()
-        self._query_service = self.create_service(
-            _query_type(), QUERY_SERVICE, self._on_query, callback_group=self._service_group)
-        from std_srvs.srv import Trigger
-
-        self._save_service = self.create_service(
-            Trigger, "~/save_scene", self._on_save_scene, callback_group=self._service_group)
+        self._query_service = self._service(QUERY_SERVICE, self._on_query)
+        self._save_service = self._service("~/save_scene", self._on_save_scene)
         self._publisher = OutputPublisher(self, s.camera_frame, s.mode)
-        from diagnostic_msgs.msg import DiagnosticArray
-
-        self._pub_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        diagnostics = endpoint("/diagnostics")
+        self._pub_diagnostics = self.create_publisher(diagnostics.message_class(),
+                                                      diagnostics.name, 10)
         self._tf_buffer = self._make_tf_listener()
 
         self._pair_lock = threading.Lock()
@@ -192,6 +184,11 @@ class LsmNode(Node):
                             for k in ("reliability", "durability", "history")}, depth=depth)
         return qos
 
+    def _service(self, name: str, callback):
+        e = endpoint(name)  # as declared in lsm_ros.interfaces
+        return self.create_service(e.message_class(), e.name, callback,
+                                   callback_group=self._service_group)
+
     def _make_tf_listener(self):
         """A TF buffer for the mono keyframe motion check (odom_frame set), or None."""
         if self._settings.mode != "mono" or not self._settings.odom_frame:
@@ -206,8 +203,7 @@ class LsmNode(Node):
         return buffer
 
     def _subscribe_images(self):
-        from sensor_msgs.msg import Image
-
+        Image = SUBSCRIBED[0].message_class()  # noqa: N806 (a message class)
         qos = self._image_qos()
         topics = self.image_topic_names()
         subs = []

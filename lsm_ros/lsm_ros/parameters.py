@@ -99,18 +99,19 @@ PARAMETER_SPECS: Tuple[ParameterSpec, ...] = (
                   "Path of a model checkpoint (.pt/.pth); '' = the embedded weights of "
                   "model_config."),
     ParameterSpec("dust3r_checkpoint", _WEIGHTS.dust3r, _S.PARAMETER_STRING,
-                  "Official DUSt3R_ViTLarge_BaseDecoder_512_dpt.pth; with an official LSM "
-                  "checkpoint it replaces the LSM file's DUSt3R weights (the official loading "
-                  "rule; required unless keep_lsm_dust3r)."),
+                  "Official DUSt3R weights file, used with an official LSM checkpoint. "
+                  "DUSt3R_ViTLarge_BaseDecoder_512_dpt.pth replaces the LSM file's DUSt3R "
+                  "weights (the official loading rule; required unless keep_lsm_dust3r)."),
     ParameterSpec("lseg_checkpoint", _WEIGHTS.lseg, _S.PARAMETER_STRING,
-                  "Official LSeg demo_e200.ckpt; replaces the LSM file's LSeg weights "
-                  "(required with an official LSM checkpoint unless keep_lsm_lseg)."),
+                  "Official LSeg weights file, used with an official LSM checkpoint. "
+                  "demo_e200.ckpt replaces the LSM file's LSeg weights (required unless "
+                  "keep_lsm_lseg)."),
     ParameterSpec("clip_checkpoint", _WEIGHTS.clip, _S.PARAMETER_STRING,
-                  "OpenAI CLIP ViT-B/32 weights (state dict or ViT-B-32.pt); replaces the "
-                  "text encoder; '' = the CLIP inside the LSeg weights."),
+                  "OpenAI CLIP ViT-B/32 weights for the text encoder; '' = the CLIP inside "
+                  "the LSeg weights. A state dict or ViT-B-32.pt."),
     ParameterSpec("keep_lsm_dust3r", _WEIGHTS.keep_lsm_dust3r, _S.PARAMETER_BOOL,
-                  "Keep the official LSM checkpoint's own (LSM-fine-tuned) DUSt3R weights "
-                  "instead of dust3r_checkpoint (the official demo does not)."),
+                  "Keep the LSM checkpoint's own DUSt3R weights instead of dust3r_checkpoint. "
+                  "They are LSM-fine-tuned; the official demo does not keep them."),
     ParameterSpec("keep_lsm_lseg", _WEIGHTS.keep_lsm_lseg, _S.PARAMETER_BOOL,
                   "Keep the official LSM checkpoint's own LSeg weights instead of "
                   "lseg_checkpoint."),
@@ -119,20 +120,21 @@ PARAMETER_SPECS: Tuple[ParameterSpec, ...] = (
                   "'cuda:N'.",
                   additional_constraints="auto, cpu, cuda or cuda:N"),
     ParameterSpec("cpu_threads", 0, _S.PARAMETER_INTEGER,
-                  "torch CPU threads for inference; 0 = all cores but one (at least 1), so "
-                  "that image callbacks and services keep a core while a forward pass runs.",
+                  "torch CPU threads for inference; 0 = all cores but one (at least 1). "
+                  "The spare core keeps image callbacks and services responsive while a "
+                  "forward pass runs.",
                   int_range=(0, 1024)),
     ParameterSpec("precision", "fp32", _S.PARAMETER_STRING,
                   "Inference precision; fp16/bf16 only take effect on CUDA.",
                   choices=PRECISIONS),
     ParameterSpec("mode", "pair", _S.PARAMETER_STRING,
-                  "'pair': two cameras, views from image_topics[0] and [1] matched by stamp; "
-                  "'mono': one moving camera, each new keyframe is paired with the previous "
-                  "keyframe (the new one is the reference view).",
+                  "Camera set-up: 'pair' (two cameras) or 'mono' (one moving camera). "
+                  "'pair' matches views of image_topics[0] and [1] by stamp; 'mono' pairs "
+                  "each new keyframe with the previous one (the new one is the reference).",
                   choices=("pair", "mono")),
     ParameterSpec("image_topics", ["image_0", "image_1"], _S.PARAMETER_STRING_ARRAY,
-                  "Image topics (sensor_msgs/Image), relative names resolve in the node's "
-                  "namespace and can also be remapped; mode 'mono' uses only the first."),
+                  "Image topics (sensor_msgs/Image); mode 'mono' uses only the first. "
+                  "Relative names resolve in the node's namespace and can be remapped."),
     ParameterSpec("slop", 0.05, _S.PARAMETER_DOUBLE,
                   "Largest stamp difference, in seconds, between the two images of a pair "
                   "(mode 'pair').", float_range=(0.0, 10.0)),
@@ -143,27 +145,28 @@ PARAMETER_SPECS: Tuple[ParameterSpec, ...] = (
                   "Mode 'mono': at least this many seconds (image stamps) from one keyframe "
                   "to the next.", float_range=(0.0, 3600.0)),
     ParameterSpec("keyframe_min_translation", 0.1, _S.PARAMETER_DOUBLE,
-                  "Mode 'mono': at least this camera motion, metres, between keyframes; "
-                  "checked only when odom_frame is set and tf2_ros is importable.",
+                  "Mode 'mono': at least this camera motion, metres, between keyframes. "
+                  "Checked only when odom_frame is set and tf2_ros is importable.",
                   float_range=(0.0, 1000.0)),
     ParameterSpec("odom_frame", "", _S.PARAMETER_STRING,
-                  "Mode 'mono': odometry frame used (through TF) to measure camera motion "
-                  "between keyframes; '' = no motion check."),
+                  "Mode 'mono': odometry frame for the keyframe motion check; '' = none. "
+                  "The camera's motion between keyframes is looked up in TF."),
     ParameterSpec("queue_size", 10, _S.PARAMETER_INTEGER,
-                  "Depth of the image subscriptions, of the pair matching and of the "
-                  "inference queue (full: the oldest pair is dropped and counted).",
+                  "Depth of the image subscriptions, pair matching and inference queue. "
+                  "When the inference queue is full the oldest pair is dropped and counted.",
                   int_range=(1, 1000)),
     ParameterSpec("batch_size", 1, _S.PARAMETER_INTEGER,
                   "Image pairs per inference call.", int_range=(1, 64)),
     ParameterSpec("labels", list(_OUTPUT.labels), _S.PARAMETER_STRING_ARRAY,
-                  "Vocabulary of the label images and per-point labels (label index = "
-                  "position in this list); /lsm/query accepts any label and uses these "
-                  "as its competing classes.", read_only=False,
+                  "Vocabulary of the label images and per-point labels. "
+                  "Label index = position in this list; /lsm/query accepts any label and "
+                  "uses these as its competing classes.", read_only=False,
                   additional_constraints="non-empty list of distinct, non-empty, printable "
                                          "names of at most max_label_length characters"),
     ParameterSpec("confidence_threshold", _OUTPUT.confidence_threshold, _S.PARAMETER_DOUBLE,
-                  "Smallest pointmap confidence (DUSt3R style, >= 1) of a published point; "
-                  "0 keeps every point.", read_only=False, float_range=(0.0, 1000.0)),
+                  "Smallest pointmap confidence of a published point; 0 keeps every point. "
+                  "Confidences are DUSt3R style (>= 1).", read_only=False,
+                  float_range=(0.0, 1000.0)),
     ParameterSpec("query_threshold", 0.5, _S.PARAMETER_DOUBLE,
                   "Default similarity threshold of /lsm/query (used when a request's "
                   "threshold is 0).", read_only=False, float_range=(0.0, 1.0),
@@ -180,9 +183,9 @@ PARAMETER_SPECS: Tuple[ParameterSpec, ...] = (
                   "QoS of the image subscriptions: 'sensor_data' (best effort) or "
                   "'reliable'.", choices=("sensor_data", "reliable")),
     ParameterSpec("save_directory", "lsm_scenes", _S.PARAMETER_STRING,
-                  "Folder where ~/save_scene writes the latest reconstruction (one sub-folder "
-                  "per call: gaussians.ply, points.ply, cameras.json); relative to the "
-                  "node's working directory.", read_only=False),
+                  "Folder where ~/save_scene writes (relative to the working directory). "
+                  "One sub-folder per call: gaussians.ply, points.ply, cameras.json.",
+                  read_only=False),
     ParameterSpec("max_label_length", 64, _S.PARAMETER_INTEGER,
                   "Longest accepted label, in characters (labels parameter and /lsm/query).",
                   int_range=(1, 1024)),

@@ -18,6 +18,7 @@ from typing import Any, Collection, Optional, Sequence, Tuple
 from lsm.specs import IMAGE_OUTPUTS
 from lsm_ros import messages
 from lsm_ros.diagnostics import RateMeter
+from lsm_ros.interfaces import endpoint
 
 DEFAULT_OPTICAL_FRAME = "camera_optical_frame"
 
@@ -40,16 +41,16 @@ class OutputPublisher:
     """Publishers of one lsm_node and the latest published reconstruction (thread-safe)."""
 
     def __init__(self, node, camera_frame: str = "", mode: str = "pair", depth: int = 2) -> None:
-        from geometry_msgs.msg import PoseArray
-        from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+        def publisher(name):  # as declared in lsm_ros.interfaces
+            e = endpoint(name)
+            return node.create_publisher(e.message_class(), e.name, depth)
 
         self._node = node
         self._camera_frame, self._mode = camera_frame, mode
-        self._points = node.create_publisher(PointCloud2, "~/points", depth)
-        self._poses = node.create_publisher(PoseArray, "~/poses", depth)
-        self._camera_info = node.create_publisher(CameraInfo, "~/camera_info", depth)
-        self._images = {name: node.create_publisher(Image, f"~/{name}", depth)
-                        for name in IMAGE_OUTPUTS}
+        self._points = publisher("~/points")
+        self._poses = publisher("~/poses")
+        self._camera_info = publisher("~/camera_info")
+        self._images = {name: publisher(f"~/{name}") for name in IMAGE_OUTPUTS}
         self._tf = self._tf_broadcaster(node)
         self._lock = threading.Lock()
         self._latest: Optional[LatestReconstruction] = None
