@@ -1,7 +1,8 @@
 """numpy <-> ROS messages for lsm_node: images, point clouds, poses, cameras, headers.
 
 Images (sensor_msgs/Image): colour arrays are ``(H, W, 3)`` uint8 RGB; masks and grey images
-``(H, W)`` uint8; depth ``(H, W)`` float32 (32FC1, metres) or uint16 (16UC1, millimetres).
+``(H, W)`` uint8; depth ``(H, W)`` float32 (32FC1) or uint16 (16UC1), in the units the publisher
+states (REP-118 for sensors: metres and millimetres; lsm_node: model units).
 Rows of a message may be padded (``step`` > width * bytes per pixel); padding is dropped.
 ROS 2's cv_bridge decodes when it is importable and passes a self-check (the unrelated ROS 1
 ``cv-bridge`` repackaging on PyPI fails it and is ignored); otherwise the numpy code here
@@ -32,7 +33,6 @@ import sys
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
-
 
 # ----------------------------------------------------------------------------- images
 # encoding -> (numpy dtype, channels)
