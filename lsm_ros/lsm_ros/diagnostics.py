@@ -1,14 +1,13 @@
 """``/diagnostics`` of lsm_node: rates, latency, drops and the device.
 
-:class:`RateMeter` is pure Python; :func:`diagnostic_array` builds the
+:class:`RateMeter` is pure Python (rates from sampled counters); :func:`diagnostic_array` builds the
 ``diagnostic_msgs/DiagnosticArray`` from a plain dict of key -> value.
 """
 from __future__ import annotations
 
-import threading
 import time
 from collections import deque
-from typing import Deque, Mapping, Optional
+from typing import Deque, Mapping, Optional, Tuple
 
 STATUS_NAME = "lsm_node: reconstruction"
 SCALE_NOTE = ("3-D outputs are in model units: metric only up to an unknown global scale "
@@ -21,30 +20,23 @@ def diagnostic_values(msg) -> dict:
 
 
 class RateMeter:
-    """Events per second over the last ``window`` seconds (thread-safe)."""
+    """Events per second over about the last ``window`` seconds, from a running count.
+
+    The caller samples its own counter (e.g. once a second in the diagnostics timer), so
+    the per-event path only increments an integer and never enters this module.
+    """
 
     def __init__(self, window: float = 5.0) -> None:
         self.window = float(window)
-        self._times: Deque[float] = deque()
-        self._lock = threading.Lock()
-        self.count = 0
+        self._samples: Deque[Tuple[float, int]] = deque()
 
-    def tick(self, now: Optional[float] = None) -> None:
+    def rate(self, count: int, now: Optional[float] = None) -> float:
         now = time.monotonic() if now is None else now
-        with self._lock:
-            self._times.append(now)
-            self.count += 1
-            self._trim(now)
-
-    def _trim(self, now: float) -> None:
-        while self._times and self._times[0] < now - self.window:
-            self._times.popleft()
-
-    def rate(self, now: Optional[float] = None) -> float:
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            self._trim(now)
-            return len(self._times) / self.window
+        self._samples.append((now, int(count)))
+        while len(self._samples) > 2 and self._samples[1][0] <= now - self.window:
+            self._samples.popleft()
+        t0, c0 = self._samples[0]
+        return (count - c0) / (now - t0) if now > t0 else 0.0
 
 
 def diagnostic_array(stamp, level: str, message: str, hardware_id: str,

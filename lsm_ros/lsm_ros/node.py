@@ -45,7 +45,7 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy, qos_profile_sensor_data
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
 from lsm_ros import query as query_logic
 from lsm_ros.diagnostics import SCALE_NOTE, RateMeter, diagnostic_array
@@ -103,8 +103,9 @@ class LsmNode(Node):
         self._settings: LsmSettings = read_settings(
             lambda name: self.get_parameter(name).value)
         self._warn_unknown_overrides()
-        self._images_received = 0
-        self._input_rate, self._pair_rate = RateMeter(), RateMeter()
+        self._images_received = self._pairs_formed = 0  # counters (rates: diagnostics)
+        self._input_rate, self._pair_rate, self._output_rate = (
+            RateMeter(), RateMeter(), RateMeter())
         self._problems = InputProblems(self.get_logger())
         self._last_diag_drops = 0
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -217,7 +218,6 @@ class LsmNode(Node):
     def _on_image(self, msg, camera: int, topic: str) -> None:
         """Executor thread: convert, pair, enqueue. Never runs the model."""
         self._images_received += 1
-        self._input_rate.tick()
         try:
             rgb = imgmsg_to_rgb(msg)
         except ImageConversionError as exc:
@@ -241,7 +241,7 @@ class LsmNode(Node):
                 f"the two images of a pair differ in size ({rgb0.shape[1]}x{rgb0.shape[0]} vs "
                 f"{rgb1.shape[1]}x{rgb1.shape[0]}); both views must have the same resolution"))
             return
-        self._pair_rate.tick()
+        self._pairs_formed += 1
         self._queue.put(PairJob(images=(rgb0, rgb1), headers=(header0, header1)))
 
     def _camera_position(self, header):
@@ -347,12 +347,13 @@ class LsmNode(Node):
                           else self._settings.precision),
             "mode": self._settings.mode,
             "images received": self._images_received,
-            "input rate (images/s)": self._input_rate.rate(),
-            "pairs formed": self._pair_rate.count,
-            "pair rate (pairs/s)": self._pair_rate.rate(),
-            "reconstructions": out.rate.count,
-            "processing rate (reconstructions/s)": out.rate.rate(),
+            "input rate (images/s)": self._input_rate.rate(self._images_received),
+            "pairs formed": self._pairs_formed,
+            "pair rate (pairs/s)": self._pair_rate.rate(self._pairs_formed),
+            "reconstructions": out.published,
+            "processing rate (reconstructions/s)": self._output_rate.rate(out.published),
             "last batch time (s)": w.last_batch_seconds,
+            "queue wait of the last pair (s)": w.last_queue_wait,
             "latency (s)": out.last_latency,
             "image outputs latency (s)": out.last_image_latency,
             "stamp age at output (s)": out.last_stamp_age,

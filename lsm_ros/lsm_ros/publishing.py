@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Collection, Optional, Sequence, Tuple
 
 from lsm.specs import IMAGE_OUTPUTS
 from lsm_ros import messages
-from lsm_ros.diagnostics import RateMeter
 from lsm_ros.interfaces import endpoint
 
 DEFAULT_OPTICAL_FRAME = "camera_optical_frame"
@@ -30,7 +29,6 @@ class LatestReconstruction:
     reconstruction: Any  # lsm.results.Reconstruction
     cloud: Any  # lsm.results.PointCloud as published
     headers: Sequence[Any]  # output headers of view 0 and 1 (frame ids resolved)
-    published_at: float = field(default_factory=time.monotonic)
 
     @property
     def labels(self) -> Tuple[str, ...]:
@@ -54,7 +52,7 @@ class OutputPublisher:
         self._tf = self._tf_broadcaster(node)
         self._lock = threading.Lock()
         self._latest: Optional[LatestReconstruction] = None
-        self.rate = RateMeter()
+        self.published = 0  # reconstructions whose cloud went out
         self.last_latency = float("nan")  # pair formed -> cloud published (monotonic clock)
         self.last_image_latency = float("nan")  # pair formed -> image outputs published
         self.last_stamp_age = float("nan")  # node clock at publication - image stamp
@@ -107,7 +105,7 @@ class OutputPublisher:
             return
         with self._lock:
             self._latest = LatestReconstruction(rec, cloud, (header0, header1))
-        self.rate.tick()
+        self.published += 1
         # latency on the monotonic clock: meaningful whatever the image stamps are (bag
         # replay, simulated or unsynchronised camera clocks); the stamp age adds transport
         # and camera delays where the clocks agree
