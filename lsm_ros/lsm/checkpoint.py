@@ -20,8 +20,16 @@ from typing import Optional
 import torch
 
 from .config import LSMConfig, get_config
-from .official_weights import (CLIP_PREFIX, DUST3R_PREFIX, LSEG_PREFIX, WeightsFile, assemble_official,
-                               check_fit, normalise_dtypes, read_weights)
+from .official_weights import (
+    CLIP_PREFIX,
+    DUST3R_PREFIX,
+    LSEG_PREFIX,
+    WeightsFile,
+    assemble_official,
+    check_fit,
+    normalise_dtypes,
+    read_weights,
+)
 from .weights_file import CheckpointError, load_weights_only
 
 __all__ = ["FORMAT", "EMBEDDED_CHECKPOINT", "CheckpointError", "read_checkpoint_file",

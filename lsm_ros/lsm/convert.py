@@ -31,8 +31,17 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from .config import LSMConfig, get_config
-from .official_weights import (CLIP_PREFIX, DUST3R_PREFIX, LSEG_PREFIX, FitReport, assemble_official,
-                               check_fit, file_sha256, normalise_dtypes, read_weights)
+from .official_weights import (
+    CLIP_PREFIX,
+    DUST3R_PREFIX,
+    LSEG_PREFIX,
+    FitReport,
+    assemble_official,
+    check_fit,
+    file_sha256,
+    normalise_dtypes,
+    read_weights,
+)
 from .weights_file import CheckpointError
 
 FORMAT = "lsm_ros/1"

@@ -57,10 +57,6 @@ class Gaussians:
         """Index the leading (batch) dimension: ``gaussians[b]`` is one scene."""
         return self.map(lambda t: t[index])
 
-    def select(self, mask: torch.Tensor) -> "Gaussians":
-        """Keep the Gaussians where ``mask`` (N,) is true (one scene only)."""
-        return self.map(lambda t: t[mask])
-
     def to(self, *args, **kwargs) -> "Gaussians":
         return self.map(lambda t: t.to(*args, **kwargs))
 

@@ -210,10 +210,6 @@ def read_weights(path, expect: Optional[str] = None) -> WeightsFile:
 
 
 # ----------------------------------------------------------------------------- fitting
-def expected_shapes(model: torch.nn.Module) -> Dict[str, Tuple[int, ...]]:
-    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
-
-
 def check_fit(state: Mapping[str, torch.Tensor], expected: Mapping[str, Tuple[int, ...]],
               check_values: bool = True) -> FitReport:
     """Compare ``state`` with the model's ``expected`` key -> shape map."""

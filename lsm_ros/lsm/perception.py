@@ -74,7 +74,7 @@ class Perception:
         torch.set_num_threads(cpu_threads or max(1, (os.cpu_count() or 2) - 1))
         model = weights.load_model(dev)
         perception = cls(model, precision)
-        perception.text_encoder  # built now, not in the first query
+        _ = perception.text_encoder  # built now, not in the first query
         perception.load_seconds = time.monotonic() - start
         return perception
 

@@ -36,7 +36,6 @@ class ApproximateTimePairer:
         self.slop = float(slop)
         self._buffers: Tuple[Deque[StampedItem], Deque[StampedItem]] = (
             deque(maxlen=buffer_size), deque(maxlen=buffer_size))
-        self.pairs_made = 0
 
     def add(self, camera: int, stamp: float, item: Any) -> Optional[Tuple[StampedItem,
                                                                            StampedItem]]:
@@ -57,7 +56,6 @@ class ApproximateTimePairer:
         # Images older than the matched one can no longer pair with anything newer.
         while other and other[0].stamp < best.stamp:
             other.popleft()
-        self.pairs_made += 1
         return (new, best) if camera == 0 else (best, new)
 
     def pending(self) -> Tuple[int, int]:
@@ -79,10 +77,6 @@ class MonoKeyframer:
         self.min_translation = float(min_translation)
         self._keyframe: Optional[StampedItem] = None
         self._frames_since = 0
-
-    @property
-    def keyframe(self) -> Optional[StampedItem]:
-        return self._keyframe
 
     def add(self, stamp: float, item: Any, translation: Optional[float] = None
             ) -> Optional[Tuple[StampedItem, StampedItem]]:

@@ -196,7 +196,10 @@ def test_estimate_relative_pose_direct_and_numpy_input():
 
 def test_batch_wrapper_matches_single_pairs():
     a, b = make_pair(60, 64), make_pair(61, 64)
-    stack = lambda key: torch.stack([a[key], b[key]])
+
+    def stack(key):
+        return torch.stack([a[key], b[key]])
+
     ests = recover_cameras_batch(stack("p11"), stack("p21"), pts2_in_2=stack("p22"), pts1_in_2=stack("p12"))
     assert len(ests) == 2
     for est, s in zip(ests, (a, b)):

@@ -3,7 +3,7 @@ import math
 
 import torch
 
-from lsm.rendering import Camera, SH_C0, render, rgb_to_sh_dc, stack_cameras
+from lsm.rendering import SH_C0, Camera, render, rgb_to_sh_dc, stack_cameras
 
 W, H, F = 40, 30, 80.0
 CX, CY = 20.0, 15.0
@@ -116,8 +116,10 @@ def test_camera_helper_and_batch_dimension():
     c2w = torch.eye(4)
     c2w[:3, 3] = torch.tensor([0.1, -0.2, 0.3])
     angle = 0.1
-    c2w[:3, :3] = torch.tensor([[math.cos(angle), -math.sin(angle), 0], [math.sin(angle), math.cos(angle), 0], [0, 0, 1]])
-    cams = [Camera(K=_cam()[0][0], c2w=torch.eye(4), width=W, height=H), Camera(K=_cam()[0][0], c2w=c2w, width=W, height=H)]
+    c2w[:3, :3] = torch.tensor([[math.cos(angle), -math.sin(angle), 0], [math.sin(angle), math.cos(angle), 0],
+                                [0, 0, 1]])
+    cams = [Camera(K=_cam()[0][0], c2w=torch.eye(4), width=W, height=H),
+            Camera(K=_cam()[0][0], c2w=c2w, width=W, height=H)]
     Ks, views, w, h = stack_cameras(cams)
     assert torch.allclose(views[1] @ c2w, torch.eye(4), atol=1e-6)
     batched = render(means, quats, scales, opac, colors, Ks.expand(2, 2, 3, 3), views.expand(2, 2, 4, 4), w, h,

@@ -9,11 +9,6 @@ import pytest
 from lsm_ros.worker import InferenceWorker, PairJob, PairQueue
 
 
-def _job(i):
-    img = np.full((4, 4, 3), i, np.uint8)
-    return PairJob(images=(img, img), headers=(i, i))
-
-
 def test_queue_drops_oldest_and_counts():
     q = PairQueue(3)
     dropped = [q.put(i) for i in range(5)]

@@ -6,9 +6,13 @@ import pytest
 import torch
 
 from lsm.semantics.labels import DEFAULT_LABELS
-from lsm.semantics.text_encoder import (ClipTextEncoder, MiniLMTextEncoder, build_openai_clip_vit_b32,
-                                        build_text_encoder, validate_label)
-
+from lsm.semantics.text_encoder import (
+    ClipTextEncoder,
+    MiniLMTextEncoder,
+    build_openai_clip_vit_b32,
+    build_text_encoder,
+    validate_label,
+)
 
 # ----------------------------------------------------------------------------- validation
 

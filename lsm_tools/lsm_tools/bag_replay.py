@@ -156,9 +156,6 @@ class BagRecorder:
         """Messages received per subscribed topic."""
         return self._writer.counts
 
-    def subscribed(self) -> List[str]:
-        return sorted(self._subscriptions)
-
     def discover(self) -> None:
         """Subscribe to wanted topics that have appeared since the last call."""
         if self._closed:

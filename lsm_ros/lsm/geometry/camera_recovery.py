@@ -293,7 +293,8 @@ def estimate_relative_pose(
             f"PnP-RANSAC found no consistent pose ({num_inliers} inliers of {len(index)} points)"
         )
     if refine:
-        rvec, tvec = _refine_pose(object_points, image_points, K_t.numpy(), rvec, tvec, inliers.reshape(-1), reprojection_error)
+        rvec, tvec = _refine_pose(object_points, image_points, K_t.numpy(), rvec, tvec, inliers.reshape(-1),
+                                  reprojection_error)
     w2c = np.eye(4)
     w2c[:3, :3] = cv2.Rodrigues(rvec)[0]
     w2c[:3, 3] = tvec.reshape(3)

@@ -189,8 +189,9 @@ def normalize_pointmaps(
     The scale of batch element b is the mean Euclidean norm of all its valid points over all
     views; every view is divided by it.  Returns (normalised pointmaps, scale (B,)).
     Invalid points are ignored (they may be NaN/inf) and are divided as well, by a detached
-    scale.  Differentiable (finite gradients even with points at the origin).  Raises ValueError on bad shapes, on non-finite valid points, or when a
-    batch element has no valid point or an all-zero scale.
+    scale.  Differentiable (finite gradients even with points at the origin).  Raises
+    ValueError on bad shapes, on non-finite valid points, or when a batch element has no
+    valid point or an all-zero scale.
     """
     if len(pts_list) == 0:
         raise ValueError("pts_list must hold at least one pointmap")

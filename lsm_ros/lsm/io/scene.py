@@ -17,7 +17,6 @@ import json
 from pathlib import Path
 from typing import Dict
 
-
 from ..results import UNITS, PointCloud, Reconstruction
 from .ply import save_gaussians_ply, save_labelled_points_ply
 

@@ -176,8 +176,6 @@ class GeometryBackbone(nn.Module):
             raise ValueError(f"image_size {image_size} must be a positive multiple of patch size {encoder.patch_size}")
         self.image_size = image_size
         self.encoder_config = encoder
-        self.decoder_config = decoder
-        self.dpt_config = dpt
         self.dust3r = AsymmetricStereoNet(encoder, decoder, dpt)
 
     @property

@@ -250,7 +250,8 @@ def render(
                                      features, near, far, max_pairs, chunk_pairs)
     rgb_img = chans[..., :3]
     if background is not None:
-        bg = background.to(rgb_img.dtype).reshape(-1, 1, 1, 3) if background.dim() == 2 else background.to(rgb_img.dtype)
+        bg = background.to(rgb_img.dtype)
+        bg = bg.reshape(-1, 1, 1, 3) if background.dim() == 2 else bg
         rgb_img = rgb_img + bg * (1.0 - alpha[..., None])
     depth = chans[..., 3] / alpha.clamp_min(1e-10)
     feats = chans[..., 4:] if features is not None else None

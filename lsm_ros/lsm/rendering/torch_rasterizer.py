@@ -133,9 +133,9 @@ def build_pairs(
     out = []
     for ya, yb in bands:
         sel = torch.nonzero((y0 < yb) & (y1 > ya)).squeeze(1) if len(bands) > 1 else None
-        gx0, gbw, gy0, gy1, gm, gcon, gop, gvis = (
-            (x0, bw, y0, y1, m, con, opac, visible) if sel is None
-            else tuple(t.index_select(0, sel) for t in (x0, bw, y0, y1, m, con, opac, visible))
+        gy0, gy1, gm, gcon, gop, gvis = (
+            (y0, y1, m, con, opac, visible) if sel is None
+            else tuple(t.index_select(0, sel) for t in (y0, y1, m, con, opac, visible))
         )
         if gvis.numel() == 0:
             continue

@@ -107,9 +107,6 @@ class TextEncoder(abc.ABC):
             self._cache.popitem(last=False)
         return out.clone()
 
-    def clear_cache(self) -> None:
-        with self._lock:
-            self._cache.clear()
 
 
 # ----------------------------------------------------------------------------- MiniLM

@@ -294,7 +294,6 @@ class PointTransformer(nn.Module):
         super().__init__()
         _validate_config(ptv3, fusion)
         self.config = ptv3
-        self.fusion_config = fusion
         self.enc_token_dim = enc_token_dim
         self.sem_token_dim = sem_token_dim
         self.orders = tuple(ptv3.order)
@@ -377,7 +376,8 @@ class PointTransformer(nn.Module):
         B = len(counts)
         for name, tok, dim in (("dust_tokens", dust_tokens, self.enc_token_dim),
                                ("sem_tokens", sem_tokens, self.sem_token_dim)):
-            if not torch.is_tensor(tok) or tok.dim() != 3 or tok.shape[0] != B or tok.shape[2] != dim or tok.shape[1] == 0:
+            if (not torch.is_tensor(tok) or tok.dim() != 3 or tok.shape[0] != B or tok.shape[2] != dim
+                    or tok.shape[1] == 0):
                 raise ValueError(f"{name} must be ({B}, T, {dim}) with T > 0, got {tuple(getattr(tok, 'shape', ()))}")
             if not torch.isfinite(tok).all():
                 raise ValueError(f"{name} contains NaN or Inf")
