@@ -5,8 +5,19 @@ import numpy as np
 import pytest
 
 from lsm_train.data.procedural import (
-    _occluded, CHAIR, FLOOR, WALL, ProceduralRoom, RoomObject, _Materials, generate_room, generate_sample,
-    generate_sequence, intrinsics_from_fov, look_pose, render_view,
+    CHAIR,
+    FLOOR,
+    WALL,
+    ProceduralRoom,
+    RoomObject,
+    _Materials,
+    _occluded,
+    generate_room,
+    generate_sample,
+    generate_sequence,
+    intrinsics_from_fov,
+    look_pose,
+    render_view,
 )
 from lsm_train.data.sample import CLASS_NAMES
 

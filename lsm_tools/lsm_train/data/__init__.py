@@ -5,8 +5,8 @@
 * :mod:`.scannet`    -- reader/writer for ScanNet-style export folders.
 * :mod:`.dataset`    -- torch ``Dataset`` wrappers and the batch ``collate``.
 """
-from .sample import CLASS_NAMES, IGNORE_LABEL, SceneSample, ViewSample, load_sample, save_sample
 from .procedural import generate_room, generate_sample, generate_sequence, render_view
+from .sample import CLASS_NAMES, IGNORE_LABEL, SceneSample, ViewSample, load_sample, save_sample
 
 __all__ = [
     "CLASS_NAMES", "IGNORE_LABEL", "SceneSample", "ViewSample", "load_sample", "save_sample",

@@ -26,8 +26,7 @@ import torch
 
 from ..training.losses import gt_pointmaps, optimal_scale
 from ..training.objective import render_views, scaled_relative_poses
-from .metrics import (LPIPSMetric, confusion_matrix, depth_scores, mean_of, psnr,
-                      segmentation_scores, ssim)
+from .metrics import LPIPSMetric, confusion_matrix, depth_scores, mean_of, psnr, segmentation_scores, ssim
 
 
 def align_to_truth(out, batch: dict):
@@ -153,9 +152,10 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
+    from lsm.checkpoint import load_model
+
     from ..data import dataset as ds
     from ..data.sample import CLASS_NAMES
-    from lsm.checkpoint import load_model
     model = load_model(a.checkpoint or None)
     size = model.config.image_size
     if a.data == "procedural":

@@ -11,9 +11,10 @@ from typing import Iterable, Tuple
 import numpy as np
 import torch
 
-from ..data.procedural import generate_sample
 from lsm.geometry.pose_metrics import relative_pose_errors
 from lsm.inference import reconstruct_pairs
+
+from ..data.procedural import generate_sample
 
 # generate_sample seeds never used in training (training uses ProceduralDataset items,
 # whose per-item seeds are hashes of the dataset seed and the index)

@@ -13,8 +13,17 @@ import torch
 
 from lsm.model.lsm import normalise_images
 from lsm.rendering import render
-from .losses import (class_contrast_loss, gt_pointmaps, optimal_scale, photometric_loss, pointmap_loss,
-                     relative_pointmap_loss, semantic_loss, teacher_features)
+
+from .losses import (
+    class_contrast_loss,
+    gt_pointmaps,
+    optimal_scale,
+    photometric_loss,
+    pointmap_loss,
+    relative_pointmap_loss,
+    semantic_loss,
+    teacher_features,
+)
 
 
 @dataclass(frozen=True)

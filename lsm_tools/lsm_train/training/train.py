@@ -15,9 +15,10 @@ import sys
 
 import torch
 
-from lsm.config import get_config
 from lsm.checkpoint import load_model
+from lsm.config import get_config
 from lsm.model.lsm import LSM
+
 from .objective import LossWeights, reads_target_views
 from .trainer import TrainConfig, Trainer, setup_distributed
 

@@ -20,6 +20,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Sampler
 
 from lsm.checkpoint import FORMAT, read_checkpoint_file
+
 from .objective import LossWeights, compute_loss
 
 
@@ -84,7 +85,8 @@ class StepSampler(Sampler):
     """Dataset indices for steps ``start..steps-1`` of this rank (see module docstring)."""
 
     def __init__(self, start: int, steps: int, batch: int, rank: int, world: int, length: int):
-        self.start, self.steps, self.batch, self.rank, self.world, self.length = start, steps, batch, rank, world, length
+        self.start, self.steps, self.batch = start, steps, batch
+        self.rank, self.world, self.length = rank, world, length
 
     def __iter__(self):
         g = self.batch * self.world
