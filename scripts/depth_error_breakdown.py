@@ -13,12 +13,12 @@ import math
 
 import torch
 
+from lsm.checkpoint import load_model
 from lsm_train.data import dataset as ds
 from lsm_train.evaluation.evaluate import align_to_truth, parse_seeds
 from lsm_train.evaluation.metrics import depth_errors_by_edges
 
 
-from lsm.checkpoint import load_model
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("checkpoint", nargs="?", default="")

@@ -39,10 +39,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lsm_ros"))
 
-from lsm.checkpoint import save_checkpoint  # noqa: E402
-from lsm_train.data.sample import CLASS_NAMES  # noqa: E402
-from lsm.checkpoint import load_model  # noqa: E402
+from lsm.checkpoint import (
+    load_model,  # noqa: E402
+    save_checkpoint,  # noqa: E402
+)
 from lsm.model.lsm import LSM  # noqa: E402
+from lsm_train.data.sample import CLASS_NAMES  # noqa: E402
 from lsm_train.training.objective import LossWeights, reads_target_views  # noqa: E402
 from lsm_train.training.train import build_dataset  # noqa: E402
 from lsm_train.training.trainer import TrainConfig, Trainer  # noqa: E402
@@ -53,8 +55,8 @@ GEOMETRY_ONLY = LossWeights(photometric=0.0, semantic=0.0)
 def cuda_checks(model: LSM, device: torch.device, pairs: int = 4) -> dict:
     """GPU vs CPU on held-out procedural pairs: max |difference| of pointmaps (in units of
     the scene's median distance), confidences, rendered view-0 RGB; GPU forward time."""
-    from lsm_train.data.procedural import generate_sample
     from lsm.inference import reconstruct_pairs
+    from lsm_train.data.procedural import generate_sample
 
     images = []
     for seed in range(100000, 100000 + pairs):

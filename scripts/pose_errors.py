@@ -10,9 +10,9 @@ import sys
 import numpy as np
 import torch
 
+from lsm.checkpoint import load_model
 from lsm_train.evaluation.poses import pair_pose_errors
 
-from lsm.checkpoint import load_model
 if __name__ == "__main__":
     torch.set_num_threads(2)
     for ckpt in sys.argv[1:] or [""]:

@@ -61,7 +61,6 @@ MODEL_STAGES = ("preprocess", "encoder", "decoder", "heads", "semantic", "point_
 NODE_STAGES = ("image_conversion", "messages", "publishing")
 from lsm.specs import DEFAULT_LABELS  # noqa: E402  (the node's default vocabulary)
 
-
 # ------------------------------------------------------------------ timing helpers
 
 
@@ -250,6 +249,7 @@ def measure_stages(perception, pairs, device: torch.device, repeats: int,
             print(f"lsm-benchmark: ROS stages skipped ({exc})", file=sys.stderr)
     runs: Dict[str, List[float]] = {}
     extra: Dict[str, object] = {}
+    cloud_only: List[float] = []  # the node's output path with no image subscriber
     try:
         for r in range(repeats + 1):  # run 0 is the warm-up
             pair = pairs[r % len(pairs)]
@@ -267,6 +267,7 @@ def measure_stages(perception, pairs, device: torch.device, repeats: int,
             t["network_other"] = max(0.0, timings["network"] - inner)
             if node_bench is not None:
                 extra = node_bench.build_and_publish(perception, rec, t)
+                cloud_only.append(node_bench.cloud_only_path(perception, rec))
             elif labels:
                 _render_and_label(perception, rec, DEFAULT_LABELS, device, t)
             else:
@@ -289,6 +290,10 @@ def measure_stages(perception, pairs, device: torch.device, repeats: int,
         "pipeline_s": sum(stages.values()),
         "node_overhead_s": node_s if node_bench is not None else None,
         "node_overhead_share_of_model": (node_s / model_s) if node_bench is not None else None,
+        # per pair when nobody subscribes to the image outputs: the model, image conversion
+        # and the cloud path (the node computes no render and no label image then)
+        "pipeline_cloud_only_s": (model_s + stages.get("image_conversion", 0.0)
+                                  + _median(cloud_only[1:])) if len(cloud_only) > 1 else None,
         "input_size": list(pairs[0][0].shape[:2]),
         "model_size": model.config.image_size,
         "gaussians": 2 * model.config.image_size ** 2,
@@ -509,6 +514,9 @@ def markdown_report(result: Dict[str, object]) -> str:
                 v = st["stages_s"][key]
                 lines.append(f"| {label} | {_ms(v)} | {100 * v / total:.1f}% |")
         lines.append(f"| **total** | **{_ms(total)}** | |")
+        if st.get("pipeline_cloud_only_s") is not None:
+            lines.append(f"\nWith no subscriber to the image outputs (the node computes none): "
+                         f"{_ms(st['pipeline_cloud_only_s'])} ms per pair.")
         if st["node_overhead_share_of_model"] is not None:
             lines.append(f"\nNode overhead (conversion + messages + publishing): "
                          f"{_ms(st['node_overhead_s'])} ms = "
@@ -619,7 +627,7 @@ def run_benchmark(model, devices: Sequence[str], settings: BenchmarkSettings,
         labels = settings.labels
         if labels:
             try:
-                perception.text_encoder
+                _ = perception.text_encoder
             except Exception as exc:  # e.g. CLIP weights of a paper model not given
                 log(f"label maps skipped: {exc}")
                 labels = False

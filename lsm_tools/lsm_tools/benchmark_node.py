@@ -124,6 +124,22 @@ def build_and_publish(perception, rec, timings: Dict[str, float],
             "message_bytes": {k: _size(m) for k, m in msgs.items()}}
 
 
+def cloud_only_path(perception, rec, spec: OutputSpec = OutputSpec()) -> float:
+    """Seconds of the node's output path when no image output has a subscriber (the node
+    then computes none): the labelled cloud, its poses and camera info, built and published."""
+    from std_msgs.msg import Header
+
+    _, pubs = _publishers()
+    t0 = time.perf_counter()
+    header = Header(frame_id="camera_0_optical_frame")
+    cloud = perception.point_cloud(rec, spec)
+    pubs["points"].publish(messages.cloud_msg(cloud, header))
+    pubs["poses"].publish(messages.pose_array_msg(rec.c2w.numpy().astype(np.float64), header))
+    pubs["camera_info"].publish(messages.camera_info_msg(rec.intrinsics_original()[0],
+                                                         *rec.image_sizes()[0], header))
+    return time.perf_counter() - t0
+
+
 def _size(msg) -> int:
     data = getattr(msg, "data", None)
     return len(data) if data is not None else 0

@@ -37,10 +37,9 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from lsm_tools.dds_env import loopback_dds_environment
 from lsm_ros.diagnostics import diagnostic_values
-from lsm_ros.messages import imgmsg_to_array
-from lsm_ros.messages import pose_matrix, set_stamp, stamp_seconds
+from lsm_ros.messages import imgmsg_to_array, pose_matrix, set_stamp, stamp_seconds
+from lsm_tools.dds_env import loopback_dds_environment
 from lsm_tools.paths import config_file
 
 OUTPUTS = ("points", "poses", "camera_info", "labels", "labels_color", "depth", "rendered")
@@ -96,9 +95,9 @@ class DemoClient:
 
     def __init__(self, topics: Sequence[str]) -> None:
         import rclpy
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
         from diagnostic_msgs.msg import DiagnosticArray
         from geometry_msgs.msg import PoseArray
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
         self.node = rclpy.create_node("lsm_demo")
@@ -442,8 +441,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     demo = Demo(args)
 
     import rclpy
-    from lsm_train.data.procedural import generate_sequence
+
     from lsm.specs import DEFAULT_LABELS
+    from lsm_train.data.procedural import generate_sequence
 
     class_names = list(DEFAULT_LABELS)
     n_frames = max(args.mono_frames, (args.gap + 1) if args.pairs else 1, 2)

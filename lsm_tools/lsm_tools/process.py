@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import List, Mapping, Optional, Sequence
 
 
-
 def lsm_node_command(ros_args: Sequence[str] = ()) -> List[str]:
     """Command line of the ``lsm_node`` console script (next to this Python, else on PATH)."""
     script = Path(sys.executable).parent / "lsm_node"
@@ -67,6 +66,7 @@ def call_query(node, label: str, threshold: float = 0.0, view: int = -1,
     RuntimeError when ``server_process`` exits meanwhile.
     """
     import rclpy
+
     from lsm_ros_interfaces.srv import Query
 
     client = node.create_client(Query, service)

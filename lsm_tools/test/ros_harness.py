@@ -38,9 +38,9 @@ class NodeClient:
     def __init__(self, name: str, image_topics: List[str], namespace_node: str = NODE,
                  reliable: bool = False) -> None:
         import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
         from sensor_msgs.msg import Image
-        from diagnostic_msgs.msg import DiagnosticArray
 
         self.node = rclpy.create_node(name)
         qos = (QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE) if reliable

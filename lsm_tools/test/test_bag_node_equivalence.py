@@ -2,7 +2,6 @@
 the same outputs as streaming the same frames live to the same node."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
@@ -11,9 +10,10 @@ pytest.importorskip("rosbags")
 pytest.importorskip("lsm_ros_interfaces")
 
 from bag_helpers import lsm_bag, write_pair_bag  # noqa: E402
+from ros_harness import NodeClient, image_array, image_msg, stamp_of  # noqa: E402
+
 from lsm_tools.bag_io import deserialize, read_bag  # noqa: E402
 from lsm_tools.process import start_lsm_node, stop_process  # noqa: E402
-from ros_harness import NodeClient, image_array, image_msg, stamp_of  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -51,6 +51,7 @@ def _live_outputs(client, proc, pairs):
 
 def test_bag_replay_gives_the_same_outputs_as_live_streaming(tmp_path, params_file, rclpy_node):
     import rclpy  # noqa: F401  (the session fixture initialised it)
+
     from lsm_train.data.procedural import generate_sequence
 
     frames = generate_sequence(7, 6, size=(120, 160))

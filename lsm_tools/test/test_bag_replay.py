@@ -10,6 +10,7 @@ pytest.importorskip("rclpy")
 pytest.importorskip("rosbags")
 
 from bag_helpers import IMAGE, lsm_bag, write_pair_bag  # noqa: E402
+
 from lsm_tools.bag_io import BagError, bag_topics, deserialize, read_bag  # noqa: E402
 from lsm_tools.bag_replay import node_output_topics, parse_remaps  # noqa: E402
 

@@ -42,6 +42,7 @@ def test_demo_exits_0_and_prints_the_summary(demo_run):
 
 def test_demo_writes_panels_and_labelled_clouds(demo_run):
     import cv2
+
     from lsm.io.ply import load_ply_vertices
 
     _, out = demo_run

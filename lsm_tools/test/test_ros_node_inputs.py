@@ -17,9 +17,9 @@ import pytest
 pytest.importorskip("rclpy")
 pytest.importorskip("lsm_ros_interfaces")
 
+from ros_harness import NodeClient, diagnostic_values, image_msg, rss_mb, set_stamp, stamp_of  # noqa: E402
+
 from lsm_tools.process import call_query, start_lsm_node, stop_process  # noqa: E402
-from ros_harness import (NodeClient, diagnostic_values, image_msg, rss_mb,  # noqa: E402
-                         set_stamp, stamp_of)
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 

@@ -16,10 +16,10 @@ import pytest
 pytest.importorskip("rclpy")
 pytest.importorskip("lsm_ros_interfaces")
 
+from ros_harness import NodeClient, cohen_kappa, diagnostic_values, image_array, image_msg, pose_matrix, stamp_of  # noqa: E402
+
 from lsm.specs import DEFAULT_LABELS  # noqa: E402
 from lsm_tools.process import call_query, start_lsm_node, stop_process  # noqa: E402
-from ros_harness import (NodeClient, cohen_kappa, diagnostic_values, image_array,  # noqa: E402
-                         image_msg, pose_matrix, stamp_of)
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -272,8 +272,9 @@ def test_diagnostics_report_rates_drops_device_and_units(session):
 
 def test_labels_changed_at_run_time_apply_to_the_next_cloud(session, scene):
     from rclpy.parameter import Parameter
-    from lsm_ros.messages import read_pointcloud
     from test_ros_node import _set_parameters
+
+    from lsm_ros.messages import read_pointcloud
 
     client = session["client"]
     result = _set_parameters(client.node, "/lsm_node",

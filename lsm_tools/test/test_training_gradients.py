@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from lsm.config import tiny
-from lsm_train.data.dataset import ProceduralDataset, collate
 from lsm.model.lsm import LSM, normalise_images
+from lsm_train.data.dataset import ProceduralDataset, collate
 from lsm_train.training.losses import gt_pointmaps, optimal_scale, pointmap_loss
 from lsm_train.training.objective import compute_loss, render_views, scaled_relative_poses
 

@@ -10,13 +10,13 @@ import csv
 
 import pytest
 import torch
+from test_training_gradients import micro_config  # the narrowed tiny shared by the training tests
 
 from lsm.checkpoint import load_model, read_checkpoint_file, save_checkpoint
 from lsm.config import LSMConfig
-from lsm_train.data.dataset import ProceduralDataset, collate
 from lsm.model.lsm import LSM
+from lsm_train.data.dataset import ProceduralDataset, collate
 from lsm_train.training.trainer import StepSampler, TrainConfig, Trainer, lr_at
-from test_training_gradients import micro_config  # the narrowed tiny shared by the training tests
 
 
 class Interrupted(Exception):
