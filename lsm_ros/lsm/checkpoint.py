@@ -8,9 +8,10 @@ lsm_ros file layout (a plain ``torch.save`` dict, loadable with ``weights_only=T
 :func:`load_model` also accepts the official ``checkpoint-final.pth`` together with the
 separate DUSt3R / LSeg / CLIP files, merged by the official rule (see
 :mod:`lsm.official_weights`; ``lsm-convert convert`` writes the merged model as one lsm_ros
-file). Every read uses ``weights_only=True``: a pickle that would run code is refused
-(:mod:`lsm.weights_file`). Any problem raises :class:`CheckpointError` with a message that
-names the file and what is wrong with it.
+file). Every read uses ``weights_only=True``: a pickle that would run code is refused, naming
+the object, and a zip archive whose members fail their CRC-32 is refused as corrupt before it is
+unpickled (:mod:`lsm.weights_file`). Any problem raises :class:`CheckpointError` with a message
+that names the file and what is wrong with it.
 """
 from __future__ import annotations
 
@@ -41,7 +42,8 @@ EMBEDDED_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "lsm_tiny.pt
 
 def read_checkpoint_file(path) -> dict:
     """``torch.load(path, weights_only=True)`` (training metadata allowed, nothing that runs
-    code) with clear :class:`CheckpointError` s for missing/empty/corrupt/unsafe files."""
+    code; zip CRC-32 checked first) with clear :class:`CheckpointError` s for missing, directory,
+    empty, corrupt and unsafe files."""
     obj = load_weights_only(path)
     if not isinstance(obj, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(obj).__name__}, not a dict of weights")

@@ -36,7 +36,14 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 import torch
 
-from .weights_file import CheckpointError, is_torchscript_archive, load_weights_only, tensor_dict
+from .weights_file import (
+    CheckpointError,
+    error_sentence,
+    is_torchscript_archive,
+    load_weights_only,
+    tensor_dict,
+    verify_zip_crc,
+)
 
 LSM_ROS_FORMAT = "lsm_ros/1"
 DUST3R_PREFIX = "dust3r.dust3r."
@@ -178,20 +185,21 @@ def _read_torchscript_clip(path: Path) -> Dict[str, torch.Tensor]:
             warnings.simplefilter("ignore")
             return dict(torch.jit.load(str(path), map_location="cpu").state_dict())
     except Exception as exc:
-        raise CheckpointError(f"cannot read TorchScript archive {path}: {type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0][:300] if str(exc) else ''}") from exc
+        raise CheckpointError(f"cannot read TorchScript archive {path} ({error_sentence(exc)}).") from exc
 
 
 def read_weights(path, expect: Optional[str] = None) -> WeightsFile:
     """Read one weights file, detect its layout and rename its tensors to LSM keys.
 
     ``expect``: a layout from :data:`LAYOUTS` the file must have (a role such as ``--dust3r``);
-    ``"clip"`` also accepts OpenAI's TorchScript archive. Raises :class:`CheckpointError`.
+    ``"clip"`` also accepts OpenAI's TorchScript archive. Zip archives have their CRC-32 checked
+    before anything is read (:func:`~lsm.weights_file.verify_zip_crc`). Raises :class:`CheckpointError`.
     """
     path = Path(path)
     if expect is not None and expect not in LAYOUTS:
         raise ValueError(f"expect must be one of {LAYOUTS}, got {expect!r}")
     if expect == "clip" and path.is_file() and is_torchscript_archive(path):
+        verify_zip_crc(path)  # torch.jit.load does not check the members' CRC-32 either
         raw = _read_torchscript_clip(path)
         layout, obj = _layout_of_state(raw), {}
         if layout != "clip":

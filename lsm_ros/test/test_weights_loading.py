@@ -6,6 +6,8 @@ test_weights_paper.py.
 import argparse
 import os
 import pickle
+import re
+import struct
 import sys
 import types
 import zipfile
@@ -13,7 +15,8 @@ import zipfile
 import pytest
 import torch
 
-from lsm.checkpoint import CheckpointError, load_model, read_checkpoint_file, save_checkpoint
+from lsm import weights_file
+from lsm.checkpoint import EMBEDDED_CHECKPOINT, CheckpointError, load_model, read_checkpoint_file, save_checkpoint
 from lsm.config import tiny
 from lsm.convert import main as convert_main
 from lsm.convert import model_reference
@@ -155,6 +158,7 @@ def test_corrupt_truncated_empty_and_non_checkpoint_files_are_refused(tmp_path):
         with pytest.raises(CheckpointError, match=r"empty|corrupt|truncated|cannot read") as err:
             load_model(tmp_path / name)
         assert name in str(err.value)
+        assert "weights_only" not in str(err.value)  # torch's advice, cut mid-sentence, is not quoted
     with pytest.raises(CheckpointError, match="not found"):
         load_model(tmp_path / "missing.pt")
     torch.save([torch.zeros(3)], tmp_path / "list.pt")
@@ -165,18 +169,123 @@ def test_corrupt_truncated_empty_and_non_checkpoint_files_are_refused(tmp_path):
         load_model(tmp_path / "s.pt")
 
 
-def test_pickle_with_code_is_refused_without_running_it(tmp_path):
+SYSTEM = f"{os.system.__module__}.system"  # how a pickle names os.system: posix.system on Linux
+
+
+def _assert_refused_naming(path, name):
+    with pytest.raises(CheckpointError) as err:
+        load_model(path)
+    text = str(err.value)
+    assert str(path) in text and f"Python object {name}" in text, text
+    assert "could run code" in text and "not loaded" in text and "no code ran" in text, text
+    assert "weights_only" not in text, text  # never the advice to load it unsafely
+
+
+def test_pickle_with_code_is_refused_naming_the_object_without_running_it(tmp_path, monkeypatch):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pt"
     torch.save({"format": "lsm_ros/1", "model": {"w": torch.zeros(1)}, "x": _RunsCode(marker)}, path)
-    with pytest.raises(CheckpointError, match=r"system.*could run code"):
-        load_model(path)
-    # also a raw pickle (not a torch zip archive)
-    raw = tmp_path / "evil_raw.pt"
-    raw.write_bytes(pickle.dumps({"model": _RunsCode(marker)}, protocol=2))
-    with pytest.raises(CheckpointError):
-        load_model(raw)
+    _assert_refused_naming(path, SYSTEM)
+    # raw pickles (not torch zip archives): protocol 2 as torch.save writes; protocols 0 and 4 stop
+    # torch's unpickler before it reaches the object, so its error text does not name it
+    for protocol in (2, 0, 4):
+        raw = tmp_path / f"evil_raw{protocol}.pt"
+        raw.write_bytes(pickle.dumps({"model": _RunsCode(marker)}, protocol=protocol))
+        _assert_refused_naming(raw, SYSTEM)
+    legacy = tmp_path / "evil_legacy.pt"
+    torch.save({"model": _RunsCode(marker)}, legacy, _use_new_zipfile_serialization=False)
+    _assert_refused_naming(legacy, SYSTEM)
+    # without the listing made before loading, the name comes from torch's refusal text
+    monkeypatch.setattr(weights_file, "_needed_globals", lambda path: [])
+    for evil in (path, tmp_path / "evil_raw2.pt", legacy):
+        _assert_refused_naming(evil, SYSTEM)
+    torch.save({"model": {"w": torch.zeros(1)}, "x": eval}, path)  # torch writes "GLOBAL eval"
+    _assert_refused_naming(path, "builtins.eval")
     assert not marker.exists()
+
+
+def test_legacy_format_file_with_training_metadata_loads(tmp_path, tiny_state):
+    """Non-zip (pre-1.6) files: metadata allowed as in zip files, but no CRC to check."""
+    path = tmp_path / "checkpoint-final.pth"
+    torch.save({"model": tiny_state, "args": NS, "epoch": 99}, path, _use_new_zipfile_serialization=False)
+    assert not zipfile.is_zipfile(path)
+    wf = read_weights(path, expect="lsm")
+    assert wf.meta["args.model"].startswith("LSM_Dust3R")
+    assert all(torch.equal(wf.state[k], v) for k, v in tiny_state.items())
+
+
+def _flip_a_data_byte(path, member_suffix="/data/"):
+    """Flip one byte in the middle of the largest tensor-data member of a zip archive (not in a
+    zip header); return that member's name."""
+    with zipfile.ZipFile(path) as z:
+        info = max((i for i in z.infolist() if member_suffix in i.filename), key=lambda i: i.file_size)
+    data = bytearray(path.read_bytes())
+    head = info.header_offset
+    assert data[head:head + 4] == b"PK\x03\x04"  # the member's local header
+    name_len, extra_len = struct.unpack("<HH", data[head + 26:head + 30])
+    start = head + 30 + name_len + extra_len
+    assert data[head + 30:head + 30 + name_len].decode() == info.filename
+    original = bytes(data[start:start + info.file_size])
+    data[start + info.file_size // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+    with zipfile.ZipFile(path) as z:  # the archive structure is intact, one data byte differs
+        assert z.getinfo(info.filename).file_size == info.file_size
+    changed = [i for i, (a, b) in enumerate(zip(original, data[start:start + info.file_size])) if a != b]
+    assert changed == [info.file_size // 2]
+    return info.filename
+
+
+def test_a_flipped_byte_in_tensor_data_is_refused_naming_the_member(tmp_path, tiny_state):
+    path = tmp_path / "model.pt"
+    torch.save({"format": "lsm_ros/1", "config": tiny().to_dict(), "model": tiny_state}, path)
+    load_model(path)  # intact: loads
+    member = _flip_a_data_byte(path)
+    for read in (load_model, read_checkpoint_file, read_weights):
+        with pytest.raises(CheckpointError, match=r"corrupt.*re-download") as err:
+            read(path)
+        assert str(path) in str(err.value)
+        assert re.search(rf"member '{re.escape(member)}'.* CRC-32", str(err.value)), str(err.value)
+    # the CLIP role's TorchScript archive is checked too (torch.jit.load does not either)
+    scripted = tmp_path / "ViT-B-32.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Linear(64, 64)), str(scripted))
+    member = _flip_a_data_byte(scripted)
+    with pytest.raises(CheckpointError, match=rf"corrupt: member '{re.escape(member)}'"):
+        read_weights(scripted, expect="clip")
+
+
+def test_files_written_without_crc_still_load(tmp_path, tiny_state):
+    """torch.save can skip the CRC (stored as 0): nothing to verify, not a corruption."""
+    path = tmp_path / "nocrc.pt"
+    before = torch.serialization.get_crc32_options()
+    torch.serialization.set_crc32_options(False)
+    try:
+        torch.save({"format": "lsm_ros/1", "config": tiny().to_dict(), "model": tiny_state}, path)
+    finally:
+        torch.serialization.set_crc32_options(before)
+    with zipfile.ZipFile(path) as z:
+        assert all(i.CRC == 0 for i in z.infolist())
+    assert torch.equal(load_model(path).state_dict()[DUST3R_PREFIX + "patch_embed.proj.weight"],
+                       tiny_state[DUST3R_PREFIX + "patch_embed.proj.weight"])
+
+
+def test_a_directory_is_not_reported_as_missing(tmp_path):
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    for read in (load_model, read_checkpoint_file, read_weights):
+        with pytest.raises(CheckpointError, match="is a directory, not a checkpoint file") as err:
+            read(folder)
+        assert "not found" not in str(err.value)
+    with pytest.raises(CheckpointError, match="not found"):
+        read_weights(folder / "missing.pt")
+
+
+def test_the_embedded_model_loads_and_is_crc_checked():
+    with zipfile.ZipFile(EMBEDDED_CHECKPOINT) as z:  # every member carries a CRC to verify
+        assert all(i.CRC != 0 for i in z.infolist() if i.file_size)
+    weights_file.verify_zip_crc(EMBEDDED_CHECKPOINT)
+    model = load_model(None)
+    assert model.meta["sources"]["model"] == f"{EMBEDDED_CHECKPOINT.name} (lsm_ros)"
+    assert not model.training
 
 
 def test_torchscript_archive_is_refused_as_a_model(tmp_path):
