@@ -114,4 +114,33 @@ for pkg in lsm_ros lsm_tools; do
     mark "$pkg" "$H"
   fi
 done
+# 5. The ament index of the venv: what `colcon build --symlink-install` would install, as links
+#    into the source tree, so that ros2 launch / ros2 run / get_package_share_directory find
+#    both packages (an editable pip install installs no data files).
+INDEX="$VENV/share/ament_index/resource_index/packages"
+mkdir -p "$INDEX"
+for pkg in lsm_ros lsm_tools; do
+  touch "$INDEX/$pkg"
+  ln -sfn "$REPO/$pkg" "$VENV/share/$pkg"
+done
+mkdir -p "$VENV/lib/lsm_ros" "$VENV/lib/lsm_tools"
+ln -sf "$VENV/bin/lsm_node" "$VENV/lib/lsm_ros/lsm_node"
+for exe in lsm_demo lsm_bag; do ln -sf "$VENV/bin/$exe" "$VENV/lib/lsm_tools/$exe"; done
+
+# 6. Test environment only: the real `ros2` CLI and `ros2 launch` (launch, launch_ros, ros2cli,
+#    rosidl_runtime_py, composition_interfaces), which PyPI lacks, from the unmodified
+#    upstream builds in ../shared/ros-extra when that folder exists (LSM_ROS_EXTRA overrides
+#    it; the tests that need them skip, saying why, where they are missing). Never a runtime
+#    requirement of lsm_ros. Never `pip install launch`: an unrelated PyPI package.
+EXTRA="${LSM_ROS_EXTRA:-$REPO/../shared/ros-extra}"
+if [ -d "$EXTRA/wheels" ]; then
+  H="$(hash_of "$EXTRA"/wheels/*.whl "$EXTRA"/src/composition_interfaces/package.xml)"
+  if ! up_to_date ros_extra "$H" || ! "$VPY" -c 'import launch_ros, composition_interfaces.srv' 2>/dev/null; then
+    log "installing ros2 launch and the ros2 CLI from $EXTRA (tests only)"
+    "${PIP[@]}" "${CONSTRAINT[@]}" --no-deps "$EXTRA"/wheels/*.whl
+    "${PIP[@]}" "${CONSTRAINT[@]}" osrf-pycommon psutil argcomplete importlib-metadata
+    "${PIP[@]}" "${CONSTRAINT[@]}" --no-build-isolation --no-deps "$EXTRA/src/composition_interfaces"
+    mark ros_extra "$H"
+  fi
+fi
 log "ready: $VENV ($("$VPY" --version), torch $(torch_version))"

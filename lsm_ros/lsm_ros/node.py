@@ -383,9 +383,9 @@ class LsmNode(Node):
         self._pub_diagnostics.publish(diagnostic_array(
             self.get_clock().now().to_msg(), level, message, str(values["device"]), values))
 
-    def loader_still_running(self) -> bool:
-        """True while the inference thread is still inside the (uninterruptible) model load."""
-        return self._worker.alive and self._worker.state == "loading"
+    def inference_thread_alive(self) -> bool:
+        """True while the inference thread runs (the model load or a forward pass)."""
+        return self._worker.alive
 
     def destroy_node(self):
         self._worker.stop(timeout=5.0)
@@ -453,20 +453,34 @@ def main(args: Optional[List[str]] = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        # We are stopping: further SIGINT/SIGTERM (ros2 launch forwards a second SIGINT on
+        # Ctrl-C, then SIGTERM) must not raise KeyboardInterrupt inside the teardown below.
+        _ignore_stop_signals()
         if executor is not None:  # join its callback threads before the node goes away
             executor.shutdown(timeout_sec=5.0)
         if node is not None:
             node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
-        if node is not None and node.loader_still_running():
-            # A stop request arrived while the model was loading (8 s on 2 cores) and the
-            # load cannot be interrupted: finalising the interpreter under it aborts the
-            # process ("terminate called without an active exception"), so leave at once.
+        if node is not None and node.inference_thread_alive():
+            # The model load or a forward pass (seconds for the paper model on a CPU) could
+            # not be interrupted within the join timeout: finalising the interpreter under
+            # a running torch thread aborts the process ("terminate called without an
+            # active exception"), so leave at once with the status of a normal stop.
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(0)
     return 0
+
+
+def _ignore_stop_signals() -> None:
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            signal.signal(sig, signal.SIG_IGN)
+        except (ValueError, OSError):  # not the main thread (embedded use)
+            pass
 
 
 if __name__ == "__main__":

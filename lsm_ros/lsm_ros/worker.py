@@ -173,9 +173,11 @@ class InferenceWorker:
             return
         self.state = "ready"
         p = self.perception
+        sources = getattr(getattr(p, "model", None), "meta", {}).get("sources", {})
         self._log("info", f"model loaded on {getattr(p, 'device', '?')} "
                           f"({getattr(p, 'precision', '?')}) in "
-                          f"{getattr(p, 'load_seconds', 0.0):.1f} s")
+                          f"{getattr(p, 'load_seconds', 0.0):.1f} s from "
+                          f"{', '.join(f'{k}: {v}' for k, v in sources.items()) or '?'}")
         while not self._stop.is_set():
             jobs = self.queue.get_batch(max(1, self._batch_size), timeout=0.5)
             if not jobs:
