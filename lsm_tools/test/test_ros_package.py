@@ -1,6 +1,7 @@
 """Package layout: colcon finds both packages; manifests and installed data files agree."""
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -84,8 +85,10 @@ def test_fastdds_profile_keeps_traffic_on_loopback(package_root):
 
 
 @pytest.mark.slow
-def test_colcon_build_installs_every_package(package_root, tmp_path):
-    """`colcon build` (the real-ROS route) over the PyPI ROS wheels as underlay."""
+def test_colcon_build_installs_every_package_and_colcon_test_runs_pytest(package_root, tmp_path):
+    """`colcon build` (the real-ROS route) over the PyPI ROS wheels as underlay, then
+    `colcon test` on lsm_ros: it must run the package's pytest suite (a subset here, to
+    keep CI short), not report 0 tests as a pass."""
     pytest.importorskip("colcon_ros")
     pytest.importorskip("colcon_cmake")
     import os
@@ -123,3 +126,15 @@ def test_colcon_build_installs_every_package(package_root, tmp_path):
                            text=True, timeout=60)
     assert probe.returncode == 0, probe.stderr
     assert Path(probe.stdout.strip()) == share
+
+    test = subprocess.run(
+        [_colcon(), "--log-base", "log", "test", "--packages-select", "lsm_ros",
+         "--pytest-args", "-m", "not slow", "-k", "pairing or params or image_conversion"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert test.returncode == 0, test.stdout[-4000:] + test.stderr[-4000:]
+    result = subprocess.run([_colcon(), "test-result", "--test-result-base", "build/lsm_ros"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    summary = re.search(r"Summary: (\d+) tests, (\d+) errors, (\d+) failures", result.stdout)
+    assert summary, result.stdout + result.stderr
+    tests, errors, failures = (int(x) for x in summary.groups())
+    assert tests >= 30 and errors == 0 and failures == 0, result.stdout
