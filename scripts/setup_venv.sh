@@ -15,7 +15,14 @@ log() { printf '[setup] %s\n' "$*"; }
 
 pick_python() {
   local c
-  for c in "${LSM_PYTHON:-}" python3 python3.13 python3.12 python3.11 python3.10; do
+  if [ -n "${LSM_PYTHON:-}" ]; then  # asked for: that one or nothing
+    if "$LSM_PYTHON" -c 'import sys; sys.exit(0 if (3, 10) <= sys.version_info[:2] <= (3, 13) else 1)'; then
+      echo "$LSM_PYTHON"; return 0
+    fi
+    echo "setup: LSM_PYTHON=$LSM_PYTHON is not a working Python 3.10-3.13" >&2
+    return 1
+  fi
+  for c in python3 python3.13 python3.12 python3.11 python3.10; do
     [ -n "$c" ] || continue
     command -v "$c" >/dev/null 2>&1 || continue
     if "$c" -c 'import sys; sys.exit(0 if (3, 10) <= sys.version_info[:2] <= (3, 13) else 1)'; then

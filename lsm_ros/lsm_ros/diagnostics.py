@@ -9,7 +9,6 @@ import time
 from collections import deque
 from typing import Deque, Mapping, Optional, Tuple
 
-STATUS_NAME = "lsm_node: reconstruction"
 SCALE_NOTE = ("3-D outputs are in model units: metric only up to an unknown global scale "
               "(an image pair alone does not fix the scale)")
 
@@ -39,16 +38,18 @@ class RateMeter:
         return (count - c0) / (now - t0) if now > t0 else 0.0
 
 
-def diagnostic_array(stamp, level: str, message: str, hardware_id: str,
+def diagnostic_array(stamp, name: str, level: str, message: str, hardware_id: str,
                      values: Mapping[str, object]):
-    """DiagnosticArray with one status; ``level`` is 'ok', 'warn' or 'error'."""
+    """DiagnosticArray with one status called ``name`` (e.g. the node's fully qualified name,
+    so an aggregator tells nodes in different namespaces apart); ``level`` is 'ok', 'warn'
+    or 'error'."""
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
     levels = {"ok": DiagnosticStatus.OK, "warn": DiagnosticStatus.WARN,
               "error": DiagnosticStatus.ERROR}
     status = DiagnosticStatus()
     status.level = levels[level]
-    status.name = STATUS_NAME
+    status.name = name
     status.message = message
     status.hardware_id = hardware_id
     status.values = [KeyValue(key=str(k), value=_fmt(v)) for k, v in values.items()]

@@ -37,6 +37,7 @@ import os
 import re
 import sys
 import threading
+import time
 from typing import Any, Dict, List, Optional
 
 import rclpy
@@ -47,6 +48,7 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
+from lsm.preprocess import image_problem, pair_problem
 from lsm_ros import query as query_logic
 from lsm_ros.diagnostics import SCALE_NOTE, RateMeter, diagnostic_array
 from lsm_ros.interfaces import SUBSCRIBED, endpoint
@@ -104,6 +106,8 @@ class LsmNode(Node):
             lambda name: self.get_parameter(name).value)
         self._warn_unknown_overrides()
         self._images_received = self._pairs_formed = 0  # counters (rates: diagnostics)
+        self._last_image = {}  # camera -> (monotonic time, stamp) of its last usable image
+        self._last_pair_time = time.monotonic()  # (start-up counts: no warning before 2 s)
         self._input_rate, self._pair_rate, self._output_rate = (
             RateMeter(), RateMeter(), RateMeter())
         self._problems = InputProblems(self.get_logger())
@@ -114,7 +118,8 @@ class LsmNode(Node):
         self._service_group = MutuallyExclusiveCallbackGroup()
         self._image_group = MutuallyExclusiveCallbackGroup()
         self._timer_group = MutuallyExclusiveCallbackGroup()
-        self._query_service = self._service(QUERY_SERVICE, self._on_query)
+        # requests beyond query_queue_size waiting are dropped by DDS (keep-last history)
+        self._query_service = self._service(QUERY_SERVICE, self._on_query, s.query_queue_size)
         self._save_service = self._service("~/save_scene", self._on_save_scene)
         self._publisher = OutputPublisher(self, s.camera_frame, s.mode)
         diagnostics = endpoint("/diagnostics")
@@ -185,9 +190,11 @@ class LsmNode(Node):
                             for k in ("reliability", "durability", "history")}, depth=depth)
         return qos
 
-    def _service(self, name: str, callback):
+    def _service(self, name: str, callback, depth: int = 10):
         e = endpoint(name)  # as declared in lsm_ros.interfaces
-        return self.create_service(e.message_class(), e.name, callback,
+        qos = QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE,
+                         history=HistoryPolicy.KEEP_LAST)
+        return self.create_service(e.message_class(), e.name, callback, qos_profile=qos,
                                    callback_group=self._service_group)
 
     def _make_tf_listener(self):
@@ -223,7 +230,12 @@ class LsmNode(Node):
         except ImageConversionError as exc:
             self._problems.report(topic, str(exc))
             return
+        problem = image_problem(rgb)
+        if problem:
+            self._problems.report(topic, problem)
+            return
         stamp = stamp_seconds(msg.header)
+        self._last_image[camera] = (time.monotonic(), stamp)
         with self._pair_lock:
             if self._settings.mode == "pair":
                 pair = self._pairer.add(camera, stamp, (rgb, msg.header))
@@ -235,13 +247,12 @@ class LsmNode(Node):
         if pair is None:
             return
         (rgb0, header0), (rgb1, header1) = pair[0].item, pair[1].item
-        if rgb0.shape != rgb1.shape:
-            where = " and ".join(self.image_topic_names())
-            self._problems.report(where, (
-                f"the two images of a pair differ in size ({rgb0.shape[1]}x{rgb0.shape[0]} vs "
-                f"{rgb1.shape[1]}x{rgb1.shape[0]}); both views must have the same resolution"))
+        problem = pair_problem(rgb0, rgb1)
+        if problem:
+            self._problems.report(" and ".join(self.image_topic_names()), problem)
             return
         self._pairs_formed += 1
+        self._last_pair_time = time.monotonic()
         self._queue.put(PairJob(images=(rgb0, rgb1), headers=(header0, header1)))
 
     def _camera_position(self, header):
@@ -303,11 +314,12 @@ class LsmNode(Node):
         except Exception as exc:
             self.get_logger().error(f"query {request.label!r} failed: {exc}")
             return query_logic.reject(response, f"query failed: {type(exc).__name__}: {exc}")
+        age = time.monotonic() - latest.published_at
         if not result.found:
-            response.header = latest.headers[0]
-            return query_logic.reject(response, result.message)
+            response.header, response.age = latest.headers[0], age
+            return query_logic.reject(response, f"{result.message} (reconstruction {age:.1f} s old)")
         return query_logic.fill_answer(response, result, latest.headers[view],
-                                       latest.headers[0])
+                                       latest.headers[0], age)
 
     def _on_save_scene(self, request, response):
         """Write the latest reconstruction to a new folder under ``save_directory``."""
@@ -321,19 +333,18 @@ class LsmNode(Node):
             return response
         header = latest.headers[0]
         stamp = stamp_seconds(header)
-        folder = Path(self._settings.save_directory).expanduser() / (
-            f"scene_{header.stamp.sec}_{header.stamp.nanosec:09d}")
+        parent = Path(self._settings.save_directory).expanduser()
+        name = f"scene_{header.stamp.sec}_{header.stamp.nanosec:09d}"
         try:
-            files = save_scene(folder, latest.reconstruction, latest.cloud, stamp,
-                               header.frame_id)
+            folder = save_scene(parent, name, latest.reconstruction, latest.cloud, stamp,
+                                header.frame_id)
         except Exception as exc:  # disk full, permissions, ...: answer, keep running
-            self.get_logger().error(f"save_scene to {folder} failed: {exc}")
-            response.success, response.message = False, f"saving to {folder} failed: {exc}"
+            self.get_logger().error(f"save_scene to {parent / name} failed: {exc}")
+            response.success, response.message = False, f"saving to {parent / name} failed: {exc}"
             return response
         response.success = True
         response.message = str(folder.resolve())
-        self.get_logger().info(f"saved the scene of stamp {stamp:.3f} to {folder} "
-                               f"({', '.join(p.name for p in files.values())})")
+        self.get_logger().info(f"saved the scene of stamp {stamp:.3f} to {folder}")
         return response
 
     # -- diagnostics ----------------------------------------------------------------------
@@ -368,6 +379,7 @@ class LsmNode(Node):
 
     def _publish_diagnostics(self) -> None:
         values = self.diagnostics_values()
+        pairing = self._pairing_problem()
         w = self._worker
         drops = self._queue.dropped
         if w.state == "failed":
@@ -377,11 +389,33 @@ class LsmNode(Node):
         elif drops > self._last_diag_drops:
             level, message = "warn", (f"dropping pairs: inference slower than input "
                                       f"({drops} dropped so far)")
+        elif pairing:
+            level, message = "warn", pairing
         else:
             level, message = "ok", "running"
         self._last_diag_drops = drops
         self._pub_diagnostics.publish(diagnostic_array(
-            self.get_clock().now().to_msg(), level, message, str(values["device"]), values))
+            self.get_clock().now().to_msg(), f"{self.get_fully_qualified_name()}: reconstruction",
+            level, message, str(values["device"]), values))
+
+    def _pairing_problem(self, window: float = 2.0) -> Optional[str]:
+        """Pair mode: why images arrive but no pair formed in the last ``window`` s, or None."""
+        if self._settings.mode != "pair":
+            return None
+        now = time.monotonic()
+        if now - self._last_pair_time < window:
+            return None
+        recent = {c: v for c, v in self._last_image.items() if now - v[0] < window}
+        topics = self.image_topic_names()
+        if len(recent) == 2:
+            gap = abs(recent[0][1] - recent[1][1])
+            return (f"images arrive on both cameras but no pair formed for {window:g} s: their "
+                    f"stamps differ by {gap:.3f} s, more than slop = {self._settings.slop:g} s")
+        if len(recent) == 1:
+            camera = next(iter(recent))
+            return (f"images arrive only on {topics[camera]}; none on {topics[1 - camera]} "
+                    f"for {window:g} s, so no pair can form")
+        return None
 
     def inference_thread_alive(self) -> bool:
         """True while the inference thread runs (the model load or a forward pass)."""

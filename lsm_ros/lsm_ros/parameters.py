@@ -155,6 +155,10 @@ PARAMETER_SPECS: Tuple[ParameterSpec, ...] = (
                   "Depth of the image subscriptions, pair matching and inference queue. "
                   "When the inference queue is full the oldest pair is dropped and counted.",
                   int_range=(1, 1000)),
+    ParameterSpec("query_queue_size", 100, _S.PARAMETER_INTEGER,
+                  "Most /lsm/query requests waiting for an answer. "
+                  "Requests beyond it are dropped by DDS (the service's keep-last history).",
+                  int_range=(1, 100000)),
     ParameterSpec("batch_size", 1, _S.PARAMETER_INTEGER,
                   "Image pairs per inference call.", int_range=(1, 64)),
     ParameterSpec("labels", list(_OUTPUT.labels), _S.PARAMETER_STRING_ARRAY,
@@ -181,7 +185,9 @@ PARAMETER_SPECS: Tuple[ParameterSpec, ...] = (
                   "Camera optical frame id; '' = the frame_id of the incoming images."),
     ParameterSpec("qos", "sensor_data", _S.PARAMETER_STRING,
                   "QoS of the image subscriptions: 'sensor_data' (best effort) or "
-                  "'reliable'.", choices=("sensor_data", "reliable")),
+                  "'reliable'. Best effort silently loses images too large for the transport "
+                  "(4K rgb8 under Fast DDS defaults): use 'reliable' for those.",
+                  choices=("sensor_data", "reliable")),
     ParameterSpec("save_directory", "lsm_scenes", _S.PARAMETER_STRING,
                   "Folder where ~/save_scene writes (relative to the working directory). "
                   "One sub-folder per call: gaussians.ply, points.ply, cameras.json.",
@@ -222,6 +228,7 @@ class LsmSettings:
     keyframe_min_translation: float = _default("keyframe_min_translation")
     odom_frame: str = _default("odom_frame")
     queue_size: int = _default("queue_size")
+    query_queue_size: int = _default("query_queue_size")
     batch_size: int = _default("batch_size")
     labels: Tuple[str, ...] = _default("labels")
     confidence_threshold: float = _default("confidence_threshold")
@@ -249,6 +256,18 @@ class LsmSettings:
         values = dataclasses.asdict(self)
         values.update(changes)
         return settings_from_values(values)
+
+
+def topic_name_problem(topic: str) -> Optional[str]:
+    """Why ``topic`` is not a valid ROS topic name (relative, ~ or absolute), or None."""
+    from rclpy.exceptions import InvalidTopicNameException
+    from rclpy.validate_topic_name import validate_topic_name
+
+    try:
+        validate_topic_name(topic)
+    except InvalidTopicNameException as exc:
+        return f"{topic!r} is not a valid topic name: {str(exc).splitlines()[0].rstrip(':')}"
+    return None
 
 
 def label_problem(label: str, max_length: int) -> Optional[str]:
@@ -326,6 +345,10 @@ def settings_from_values(values: Dict[str, Any]) -> LsmSettings:
                                              f"topic(s), got {list(topics)}")
     if any(not t.strip() for t in topics):
         raise ParameterError("image_topics", f"contains an empty topic name: {list(topics)}")
+    for topic in topics:
+        problem = topic_name_problem(topic)
+        if problem:
+            raise ParameterError("image_topics", problem)
     labels = checked["labels"]
     if not labels:
         raise ParameterError("labels", "must hold at least one class name")

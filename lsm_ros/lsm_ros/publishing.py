@@ -29,6 +29,7 @@ class LatestReconstruction:
     reconstruction: Any  # lsm.results.Reconstruction
     cloud: Any  # lsm.results.PointCloud as published
     headers: Sequence[Any]  # output headers of view 0 and 1 (frame ids resolved)
+    published_at: float = 0.0  # time.monotonic() when its cloud was published
 
     @property
     def labels(self) -> Tuple[str, ...]:
@@ -104,7 +105,7 @@ class OutputPublisher:
                 raise
             return
         with self._lock:
-            self._latest = LatestReconstruction(rec, cloud, (header0, header1))
+            self._latest = LatestReconstruction(rec, cloud, (header0, header1), time.monotonic())
         self.published += 1
         # latency on the monotonic clock: meaningful whatever the image stamps are (bag
         # replay, simulated or unsynchronised camera clocks); the stamp age adds transport

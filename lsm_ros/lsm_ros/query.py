@@ -36,7 +36,7 @@ def requested_view(request, num_views: int = 2):
     return view, None
 
 
-def fill_answer(response, result, view_header, reference_header):
+def fill_answer(response, result, view_header, reference_header, age: float = 0.0):
     """Fill ``response`` from an lsm QueryResult that was found; returns it.
 
     mask: mono8 at the original resolution of the requested view (header = that view);
@@ -53,6 +53,7 @@ def fill_answer(response, result, view_header, reference_header):
         float(v) for v in result.centroid)
     response.extent.x, response.extent.y, response.extent.z = (float(v) for v in result.extent)
     response.score = float(result.score)
+    response.age = float(age)
     return response
 
 

@@ -57,6 +57,7 @@ def test_descriptors_carry_ranges_and_read_only_flags():
     ({"labels": ["chair", "chair"]}, "labels", "duplicate"),
     ({"labels": ["a" * 65]}, "labels", "longer than max_label_length"),
     ({"image_topics": ["only_one"]}, "image_topics", "needs 2 topic(s)"),
+    ({"image_topics": ["cam 0/image", "image_1"]}, "image_topics", "not a valid topic name"),
     ({"confidence_threshold": float("nan")}, "confidence_threshold", "NaN"),
     ({"no_such_param": 1}, "no_such_param", "unknown parameter"),
 ])
@@ -105,6 +106,7 @@ def _write_params(tmp_path, params_file, **changes):
     ({"labels": 3}, "labels", "expecting type 'STRING_ARRAY'"),
     ({"point_stride": 0}, "point_stride", ""),
     ({"model_config": "huge"}, "model_config", "not one of tiny, paper"),
+    ({"image_topics": ["/cam/left image", "/cam/right"]}, "image_topics", "not a valid topic name"),
 ])
 def test_bad_params_file_stops_the_node_with_a_clear_message(tmp_path, params_file,
                                                              changes, name, fragment):

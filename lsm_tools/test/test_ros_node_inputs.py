@@ -28,7 +28,11 @@ MALFORMED_REASONS = {
     "step": "data holds",
     "zero": "image has zero size (0x0)",
     "float": "unsupported image encoding '32FC1' for an RGB image",
+    "tiny": "its short side is below 16 pixels",  # 1x1 and 4000x1: one kind, logged once
+    "narrow": "image is 4000x100: more elongated than 8:1",
+    "black": "image has no texture: every pixel is (0, 0, 0)",
     "sizes": "the two images of a pair differ in size",
+    "identical": "the two views are identical images",
 }
 
 
@@ -70,6 +74,14 @@ def _malformed(kind: str, t: float):
 
         msg = array_to_imgmsg(np.full((240, 320), np.nan, np.float32), "32FC1")
         set_stamp(msg, t)
+    elif kind == "tiny":
+        msg = image_msg(_good(1, 1), t, "cam0")
+    elif kind == "sliver":
+        msg = image_msg(_good(1, 4000), t, "cam0")
+    elif kind == "narrow":
+        msg = image_msg(_good(100, 4000), t, "cam0")
+    elif kind == "black":
+        msg = image_msg(np.zeros((240, 320, 3), np.uint8), t, "cam0")
     else:
         raise ValueError(kind)
     return msg
@@ -79,7 +91,7 @@ def test_malformed_inputs_are_dropped_logged_once_and_the_node_keeps_working(nod
     client, proc, log = node["client"], node["proc"], node["log"]
     t = 100.0
     for repeat in range(2):  # every problem twice: logged once
-        for kind in ("encoding", "step", "zero", "float"):
+        for kind in ("encoding", "step", "zero", "float", "tiny", "sliver", "narrow", "black"):
             t += 1.0
             client.publish(0, _malformed(kind, t))
             client.publish(1, image_msg(_good(), t, "cam1"))
@@ -87,6 +99,10 @@ def test_malformed_inputs_are_dropped_logged_once_and_the_node_keeps_working(nod
         t += 1.0
         client.publish(0, image_msg(_good(240, 320), t, "cam0"))
         client.publish(1, image_msg(_good(120, 160), t, "cam1"))  # mismatched pair sizes
+        client.spin_for(0.5)
+        t += 1.0
+        client.publish(0, image_msg(_good(seed=5), t, "cam0"))
+        client.publish(1, image_msg(_good(seed=5), t, "cam1"))  # the same image twice
         client.spin_for(0.5)
     r = call_query(client.node, "chair", server_process=proc, timeout=30)
     assert not r.success and r.message.startswith("no reconstruction yet"), r.message
@@ -105,10 +121,39 @@ def test_malformed_inputs_are_dropped_logged_once_and_the_node_keeps_working(nod
         return int(diagnostic_values(client.received["diagnostics"][-1])
                    .get("inputs dropped (malformed)", 0))
 
-    # 4 kinds of bad image + 1 mismatched pair, each sent twice over best-effort (sensor
-    # data) QoS: each kind arrived at least once (its log line), none is counted twice
-    client.spin_until(lambda: dropped() >= 10, timeout=5)
-    assert 5 <= dropped() <= 10
+    # 8 kinds of bad image + 2 bad pairs, each sent twice over best-effort (sensor data)
+    # QoS: each kind arrived at least once (its log line), none is counted twice
+    client.spin_until(lambda: dropped() >= 20, timeout=5)
+    assert 10 <= dropped() <= 20
+
+
+def test_images_that_never_pair_raise_a_warning_with_the_reason(node):
+    """Two cameras whose stamps are 0.25 s apart (slop 0.05 s): a WARN in /diagnostics within
+    2 s of the first images, saying why; it clears once pairs form again."""
+    from diagnostic_msgs.msg import DiagnosticStatus
+
+    client, proc = node["client"], node["proc"]
+
+    def latest():
+        return client.received["diagnostics"][-1].status[0]
+
+    start, t = time.monotonic(), 5000.0
+    warned = None
+    while time.monotonic() - start < 6.0 and warned is None:
+        client.publish(0, image_msg(_good(seed=7), t, "cam0"))
+        client.publish(1, image_msg(_good(seed=8), t + 0.25, "cam1"))
+        t += 0.5  # never within slop of the other camera's images
+        client.spin_for(0.2)
+        status = latest()
+        if status.level == DiagnosticStatus.WARN and "no pair formed" in status.message:
+            warned = time.monotonic() - start
+    assert warned is not None and warned <= 3.5, latest().message  # 2 s window + 1 Hz timer
+    assert "differ by 0.250 s, more than slop = 0.05 s" in latest().message
+    assert latest().name == "/lsm_node: reconstruction"  # the node's own name
+    client.publish(0, image_msg(_good(seed=9), t, "cam0"))
+    client.publish(1, image_msg(_good(seed=10), t, "cam1"))
+    assert client.spin_until(lambda: "no pair formed" not in latest().message, timeout=10,
+                             process=proc), latest().message
 
 
 def test_burst_of_vga_pairs_keeps_queries_answered_memory_bounded_and_reports_drops(node):

@@ -216,6 +216,46 @@ def test_query_answers_are_well_formed(session):
             assert r.message.startswith(f"no match for {label!r} above threshold"), r.message
 
 
+def test_query_answers_carry_the_age_of_their_reconstruction(session):
+    first = _query(session, "floor")
+    time.sleep(1.0)
+    second = _query(session, "floor")
+    assert first.success and 0.0 < first.age and second.age >= first.age + 0.9
+
+
+def test_fifty_concurrent_queries_from_five_clients_are_all_answered(session):
+    """Planners retry and pile up: 5 clients send 10 requests each at once; every request
+    gets an answer (more than the 10 a default service queue keeps: it used to lose all but
+    11)."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    from lsm_ros_interfaces.srv import Query
+
+    nodes = [rclpy.create_node(f"lsm_test_planner_{i}") for i in range(5)]
+    executor = SingleThreadedExecutor()
+    try:
+        clients = [n.create_client(Query, "/lsm/query") for n in nodes]
+        for n in nodes:
+            executor.add_node(n)
+        assert all(c.wait_for_service(timeout_sec=20) for c in clients)
+        labels = ["floor", "wall", "chair", "table", "couch", "a red mug", "sofa", "bed",
+                  "ceiling", "door"]
+        futures = [c.call_async(Query.Request(label=label, threshold=0.0, view=-1))
+                   for c in clients for label in labels]
+        end = time.monotonic() + 240
+        while not all(f.done() for f in futures) and time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.1)
+        answered = [f.result() for f in futures if f.done()]
+        print(f"{len(answered)} of {len(futures)} answered in {240 - (end - time.monotonic()):.1f} s")
+        assert len(answered) == 50
+        assert all(r.success or r.message for r in answered)
+    finally:
+        executor.shutdown()
+        for n in nodes:
+            n.destroy_node()
+
+
 def test_query_unknown_view_is_a_clear_failure(session):
     r = _query(session, "chair", view=2)
     assert not r.success and r.message.startswith("unknown view 2")
