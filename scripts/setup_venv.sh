@@ -98,13 +98,29 @@ fi
 
 # 3. Our interfaces (rosidl + CMake through scikit-build-core; ~15 s on 2 cores).
 H="$(hash_of lsm_ros_interfaces/package.xml lsm_ros_interfaces/CMakeLists.txt \
-      lsm_ros_interfaces/pyproject.toml lsm_ros_interfaces/srv/*.srv)"
+      lsm_ros_interfaces/cmake/ros_wheels.cmake lsm_ros_interfaces/pyproject.toml \
+      lsm_ros_interfaces/srv/*.srv)"
 if ! up_to_date interfaces "$H" || ! "$VPY" -c 'import lsm_ros_interfaces.srv' 2>/dev/null; then
   log "building lsm_ros_interfaces"
   "${PIP[@]}" "${CONSTRAINT[@]}" --no-build-isolation --no-deps --force-reinstall \
     ./lsm_ros_interfaces
   mark interfaces "$H"
 fi
+
+# 3b. tf2_msgs and vision_msgs, which PyPI lacks: our pip builds of their upstream message
+#     definitions (compat_msgs/), only where no real package is importable (~10 s).
+for pkg in tf2_msgs vision_msgs; do
+  H="$(hash_of compat_msgs/$pkg/package.xml compat_msgs/$pkg/CMakeLists.txt compat_msgs/$pkg/msg/*.msg \
+        lsm_ros_interfaces/cmake/ros_wheels.cmake)"
+  if "$VPY" -c "import $pkg.msg" 2>/dev/null && ! [ -f "$STAMPS/compat_$pkg" ]; then
+    continue  # a real one (e.g. a ROS install's) is there: leave it alone
+  fi
+  if ! up_to_date "compat_$pkg" "$H" || ! "$VPY" -c "import $pkg.msg" 2>/dev/null; then
+    log "building $pkg (compat_msgs: PyPI has no $pkg)"
+    "${PIP[@]}" "${CONSTRAINT[@]}" --no-build-isolation --no-deps --force-reinstall "./compat_msgs/$pkg"
+    mark "compat_$pkg" "$H"
+  fi
+done
 
 # 4. lsm_ros (the runtime) and lsm_tools (demo, bags, benchmark, training), editable
 #    (compat mode: the source folder goes on sys.path, so new modules and packages need no

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from .rendering import RenderOutput, render
-from .results import LABEL_NONE, PointCloud, QueryResult, Reconstruction, ViewImages
+from .results import LABEL_NONE, PointCloud, QueryResult, Reconstruction, ViewImages, box_of
 from .semantics.labels import colorize
 from .semantics.query import SYNONYM_SIMILARITY, TEMPERATURE, relevance, split_vocabulary
 from .specs import IMAGE_OUTPUTS, PRECISIONS, OutputSpec, WeightSources
@@ -188,11 +188,11 @@ class Perception:
                                                                    replace=False))
         chosen = pix[index]
         rgb = rec.images.reshape(-1, 3).numpy()[chosen]
-        ids, _ = self.point_labels(rec, spec.labels, torch.from_numpy(chosen))
+        ids, scores = self.point_labels(rec, spec.labels, torch.from_numpy(chosen))
         return PointCloud(pts[index].astype(np.float32),
                           np.clip(np.round(rgb * 255.0), 0, 255).astype(np.uint8),
                           ids.cpu().numpy().astype(np.uint32), conf[index].astype(np.float32),
-                          spec.labels)
+                          spec.labels, scores.cpu().numpy().astype(np.float32))
 
     def view_images(self, rec: Reconstruction, labels: Sequence[str], view: int = 0,
                     wanted: Collection[str] = IMAGE_OUTPUTS) -> ViewImages:
@@ -255,10 +255,9 @@ class Perception:
         mask_original = rec.transforms[view].to_original(mask.astype(np.uint8) * 255, nearest=True)
         found = bool(mask.any()) and len(points) > 0
         if found:
-            centroid = np.median(points, axis=0)
-            lo, hi = np.percentile(points, [2, 98], axis=0)
-            extent = hi - lo
             score = float(pix[torch.from_numpy(mask).to(pix.device)].mean())
+            box = box_of(label, score, points)
+            centroid, extent = box.center, box.size
             message = (f"{int(mask.sum())} of {rec.size ** 2} pixels and {len(points)} points "
                        f"match {label!r}")
         else:

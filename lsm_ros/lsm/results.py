@@ -70,6 +70,43 @@ class PointCloud:
     labels: np.ndarray  # (N,) uint32 index into label_names
     confidence: np.ndarray  # (N,) float32 pointmap confidence (>= 1)
     label_names: Tuple[str, ...] = ()
+    label_scores: Optional[np.ndarray] = None  # (N,) float32 cosine of each point to its label
+
+
+@dataclass
+class ObjectBox:
+    """An object (or all points of one class) as an axis-aligned box in the reference frame,
+    in :data:`UNITS`: centre = median of its points, size = their 2nd-98th percentile range."""
+
+    label: str
+    score: float  # in [0, 1]; what it means is said where the box is made
+    center: np.ndarray  # (3,)
+    size: np.ndarray  # (3,)
+    points: int  # how many points support it
+
+
+def box_of(label: str, score: float, points: np.ndarray) -> ObjectBox:
+    """The :class:`ObjectBox` of ``points`` (M, 3), M >= 1."""
+    lo, hi = np.percentile(points, [2, 98], axis=0)
+    return ObjectBox(label, float(score), np.median(points, axis=0).astype(np.float64),
+                     (hi - lo).astype(np.float64), int(len(points)))
+
+
+def class_boxes(cloud: PointCloud, min_points: int = 30) -> list:
+    """One :class:`ObjectBox` per label with at least ``min_points`` points in ``cloud``;
+    score = mean of (cosine + 1) / 2 of those points to the label (0.5 when unknown).
+
+    Classes, not instances: two chairs make one box (splitting them is the map's job).
+    """
+    boxes = []
+    for index, name in enumerate(cloud.label_names):
+        sel = cloud.labels == index
+        if int(sel.sum()) < min_points:
+            continue
+        score = (0.5 if cloud.label_scores is None
+                 else float(np.mean((cloud.label_scores[sel] + 1.0) / 2.0)))
+        boxes.append(box_of(name, score, cloud.points[sel]))
+    return boxes
 
 
 @dataclass

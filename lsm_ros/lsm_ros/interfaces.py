@@ -52,8 +52,16 @@ PUBLISHED: Tuple[Endpoint, ...] = (
     Endpoint("~/rendered", "sensor_msgs/msg/Image",
              "rgb8 rendering of the Gaussians at the reference view; computed only while "
              "subscribed."),
+    Endpoint("~/detections", "vision_msgs/msg/Detection3DArray",
+             f"Per reconstruction: one axis-aligned box per label with >= 30 points (classes, "
+             f"not instances), {UNITS_NOTE}; computed only while subscribed."),
+    Endpoint("~/query_detections", "vision_msgs/msg/Detection3DArray",
+             "Every answered /lsm/query as a detection: the box of its 3-D points."),
+    Endpoint("~/query_markers", "visualization_msgs/msg/MarkerArray",
+             "Every answered /lsm/query as a box and a text label, for RViz."),
     Endpoint("/tf", "tf2_msgs/msg/TFMessage",
-             "Reference optical frame -> <frame>_lsm_view_1, when tf2_ros is importable."),
+             "Reference optical frame -> <frame>_lsm_view_1 (tf2_ros, or the tf2_msgs "
+             "fallback on installs without it)."),
     Endpoint("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray",
              "Once a second: model state, rates, latency, queue drops, camera recovery, units."),
 )

@@ -446,3 +446,77 @@ def quaternion_to_rotation(q) -> np.ndarray:
 
     x, y, z, w = np.asarray(q, dtype=np.float64) / np.linalg.norm(q)
     return quat2mat([w, x, y, z])
+
+
+# ------------------------------------------------------------------- detections, markers
+def detection_array_msg(boxes, header):
+    """vision_msgs/Detection3DArray of :class:`lsm.results.ObjectBox` es (axis-aligned boxes
+    in header.frame_id): class_id = the label, score, bbox centre and size."""
+    from vision_msgs.msg import Detection3D, Detection3DArray, ObjectHypothesisWithPose
+
+    msg = Detection3DArray()
+    msg.header = header
+    for box in boxes:
+        det = Detection3D()
+        det.header = header
+        det.bbox.center = pose_msg(_translation(box.center))
+        det.bbox.size.x, det.bbox.size.y, det.bbox.size.z = (float(v) for v in box.size)
+        hypothesis = ObjectHypothesisWithPose()
+        hypothesis.hypothesis.class_id = box.label
+        hypothesis.hypothesis.score = float(box.score)
+        hypothesis.pose.pose = det.bbox.center
+        det.results = [hypothesis]
+        det.id = box.label
+        msg.detections.append(det)
+    return msg
+
+
+def box_markers(box, header, marker_id: int, namespace: str = "lsm_query"):
+    """visualization_msgs/Marker pair for one box: a translucent cube and a text label above
+    it (ids ``2 * marker_id`` and ``2 * marker_id + 1``, so a later box of the same id
+    replaces them)."""
+    from visualization_msgs.msg import Marker
+
+    cube, text = Marker(), Marker()
+    for k, m in enumerate((cube, text)):
+        m.header, m.ns, m.id, m.action = header, namespace, 2 * marker_id + k, Marker.ADD
+        m.pose = pose_msg(_translation(box.center))
+        m.color.r, m.color.g, m.color.b, m.color.a = 1.0, 0.35, 0.1, 0.35 if k == 0 else 1.0
+    cube.type = Marker.CUBE
+    cube.scale.x, cube.scale.y, cube.scale.z = (max(float(v), 1e-3) for v in box.size)
+    text.type = Marker.TEXT_VIEW_FACING
+    text.pose.position.y -= 0.6 * float(box.size[1])  # above the box (optical frame: y down)
+    text.scale.z = max(0.05, 0.15 * float(max(box.size)))
+    text.text = f"{box.label} {box.score:.2f}"
+    return [cube, text]
+
+
+def marker_array_msg(markers):
+    from visualization_msgs.msg import MarkerArray
+
+    return MarkerArray(markers=list(markers))
+
+
+def _translation(center) -> np.ndarray:
+    T = np.eye(4)
+    T[:3, 3] = np.asarray(center, dtype=np.float64)
+    return T
+
+
+class TFPublisher:
+    """Publishes TransformStamped lists on /tf as tf2_ros.TransformBroadcaster does (same
+    topic, type and QoS), for installs without tf2_ros (tf2_ros is not on PyPI; tf2_msgs is
+    built from compat_msgs there)."""
+
+    def __init__(self, node) -> None:
+        from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+        from tf2_msgs.msg import TFMessage
+
+        qos = QoSProfile(depth=100, history=HistoryPolicy.KEEP_LAST,
+                         reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.VOLATILE)
+        self._message = TFMessage
+        self._publisher = node.create_publisher(TFMessage, "/tf", qos)
+
+    def sendTransform(self, transforms) -> None:  # noqa: N802 (tf2_ros's name)
+        self._publisher.publish(self._message(transforms=list(transforms)))

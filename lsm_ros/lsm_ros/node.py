@@ -318,6 +318,7 @@ class LsmNode(Node):
         if not result.found:
             response.header, response.age = latest.headers[0], age
             return query_logic.reject(response, f"{result.message} (reconstruction {age:.1f} s old)")
+        self._publisher.publish_query_answer(result, latest.headers[0])
         return query_logic.fill_answer(response, result, latest.headers[view],
                                        latest.headers[0], age)
 

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Collection, Optional, Sequence, Tuple
 
+from lsm.results import box_of, class_boxes
 from lsm.specs import IMAGE_OUTPUTS
 from lsm_ros import messages
 from lsm_ros.interfaces import endpoint
@@ -50,6 +51,10 @@ class OutputPublisher:
         self._poses = publisher("~/poses")
         self._camera_info = publisher("~/camera_info")
         self._images = {name: publisher(f"~/{name}") for name in IMAGE_OUTPUTS}
+        self._detections = publisher("~/detections")
+        self._query_detections = publisher("~/query_detections")
+        self._query_markers = publisher("~/query_markers")
+        self._marker_ids: dict = {}  # query label -> marker id (a new answer replaces it)
         self._tf = self._tf_broadcaster(node)
         self._lock = threading.Lock()
         self._latest: Optional[LatestReconstruction] = None
@@ -64,10 +69,13 @@ class OutputPublisher:
         try:
             from tf2_ros import TransformBroadcaster
         except ImportError:
-            node.get_logger().info(
-                "tf2_ros is not importable: camera transforms are not broadcast on /tf "
-                "(both camera poses are on ~/poses)")
-            return None
+            try:
+                return messages.TFPublisher(node)  # tf2_msgs alone (pip installs)
+            except ImportError:
+                node.get_logger().warning(
+                    "neither tf2_ros nor tf2_msgs is importable: camera transforms are not "
+                    "broadcast on /tf (both camera poses are on ~/poses)")
+                return None
         return TransformBroadcaster(node)
 
     def latest(self) -> Optional[LatestReconstruction]:
@@ -100,6 +108,8 @@ class OutputPublisher:
             if self._tf is not None:
                 child = [header0.frame_id, f"{header0.frame_id}_lsm_view_1"]
                 self._tf.sendTransform(messages.transform_msgs(c2w, header0, child))
+            if self._detections.get_subscription_count() > 0:
+                self._detections.publish(messages.detection_array_msg(class_boxes(cloud), header0))
         except Exception:
             if self._node.context.ok():
                 raise
@@ -127,3 +137,11 @@ class OutputPublisher:
                 raise
             return
         self.last_image_latency = time.monotonic() - job.enqueued
+
+    def publish_query_answer(self, result, header) -> None:
+        """An answered query as a detection and as RViz markers (executor thread)."""
+        box = box_of(result.label, result.score, result.points)
+        self._query_detections.publish(messages.detection_array_msg([box], header))
+        marker_id = self._marker_ids.setdefault(result.label, len(self._marker_ids))
+        self._query_markers.publish(messages.marker_array_msg(
+            messages.box_markers(box, header, marker_id)))

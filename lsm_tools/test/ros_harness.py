@@ -15,8 +15,11 @@ from lsm_ros.messages import pose_matrix, set_stamp  # noqa: F401  (re-exported)
 from lsm_ros.messages import stamp_seconds as stamp_of  # noqa: F401  (re-exported)
 
 NODE = "/lsm_node"
-OUTPUTS = {  # topic suffix -> message type name in sensor_msgs/geometry_msgs
+OUTPUTS = {  # topic suffix -> message module and type
     "points": ("sensor_msgs.msg", "PointCloud2"),
+    "detections": ("vision_msgs.msg", "Detection3DArray"),
+    "query_detections": ("vision_msgs.msg", "Detection3DArray"),
+    "query_markers": ("visualization_msgs.msg", "MarkerArray"),
     "poses": ("geometry_msgs.msg", "PoseArray"),
     "camera_info": ("sensor_msgs.msg", "CameraInfo"),
     "labels": ("sensor_msgs.msg", "Image"),
@@ -54,6 +57,8 @@ class NodeClient:
                 lambda msg, s=suffix: self._keep(s, msg), 10))
         self._subs.append(self.node.create_subscription(
             DiagnosticArray, "/diagnostics", lambda msg: self._keep("diagnostics", msg), 10))
+        self._subs.append(self.node.create_subscription(
+            _type("tf2_msgs.msg", "TFMessage"), "/tf", lambda msg: self._keep("tf", msg), 100))
 
     def _keep(self, key: str, msg, limit: int = 20) -> None:
         box = self.received[key]

@@ -256,6 +256,60 @@ def test_fifty_concurrent_queries_from_five_clients_are_all_answered(session):
             n.destroy_node()
 
 
+def test_tf_of_the_estimated_cameras_reaches_another_process(session):
+    """/tf from the node (tf2_ros, or its tf2_msgs fallback on this PyPI install) holds the
+    second camera in the reference optical frame, as ~/poses does."""
+    from lsm_ros.messages import quaternion_to_rotation
+
+    client = session["client"]
+    assert client.spin_until(lambda: client.received["tf"], timeout=30, process=session["proc"])
+    t = next(t for m in client.received["tf"] for t in m.transforms
+             if t.child_frame_id == "cam0_optical_lsm_view_1")
+    assert t.header.frame_id == "cam0_optical"
+    pose = pose_matrix(_first(session, "poses").poses[1])
+    v, q = t.transform.translation, t.transform.rotation
+    np.testing.assert_allclose([v.x, v.y, v.z], pose[:3, 3], atol=1e-6)
+    np.testing.assert_allclose(quaternion_to_rotation([q.x, q.y, q.z, q.w]), pose[:3, :3],
+                               atol=1e-6)
+
+
+def test_detections_box_the_points_of_each_label(session):
+    from lsm_ros.messages import read_pointcloud
+
+    client = session["client"]
+    assert client.spin_until(lambda: client.received["detections"], timeout=30,
+                             process=session["proc"])
+    msg = client.received["detections"][0]
+    cloud = read_pointcloud(_first(session, "points"))
+    assert msg.header.frame_id == "cam0_optical" and msg.detections
+    for det in msg.detections:
+        label = det.results[0].hypothesis.class_id
+        points = cloud["points"][cloud["labels"] == DEFAULT_LABELS.index(label)]
+        assert len(points) >= 30 and 0.0 <= det.results[0].hypothesis.score <= 1.0
+        c = det.bbox.center.position
+        np.testing.assert_allclose([c.x, c.y, c.z], np.median(points, axis=0), rtol=1e-5, atol=1e-5)
+        lo, hi = np.percentile(points, [2, 98], axis=0)
+        np.testing.assert_allclose([det.bbox.size.x, det.bbox.size.y, det.bbox.size.z], hi - lo,
+                                   rtol=1e-5, atol=1e-5)
+
+
+def test_an_answered_query_is_published_as_a_detection_and_markers(session):
+    client = session["client"]
+    before = len(client.received["query_markers"])
+    r = _query(session, "floor", threshold=0.3)
+    assert r.success, r.message
+    assert client.spin_until(lambda: len(client.received["query_markers"]) > before,
+                             timeout=20, process=session["proc"])
+    det = client.received["query_detections"][-1].detections[0]
+    assert det.results[0].hypothesis.class_id == "floor"
+    c = det.bbox.center.position
+    np.testing.assert_allclose([c.x, c.y, c.z], [r.centroid.x, r.centroid.y, r.centroid.z],
+                               rtol=1e-5, atol=1e-5)
+    cube, text = client.received["query_markers"][-1].markers
+    assert cube.type == cube.CUBE and text.text.startswith("floor")
+    assert cube.header.frame_id == "cam0_optical"
+
+
 def test_query_unknown_view_is_a_clear_failure(session):
     r = _query(session, "chair", view=2)
     assert not r.success and r.message.startswith("unknown view 2")
