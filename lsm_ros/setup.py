@@ -40,6 +40,7 @@ setup(
     entry_points={
         "console_scripts": [
             "lsm_node = lsm_ros.node:main",
+            "lsm_lifecycle_node = lsm_ros.node:main_lifecycle",
             "lsm-convert = lsm.convert:main",
         ],
     },

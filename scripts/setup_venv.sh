@@ -147,7 +147,7 @@ for pkg in lsm_ros lsm_tools; do
   ln -sfn "$REPO/$pkg" "$VENV/share/$pkg"
 done
 mkdir -p "$VENV/lib/lsm_ros" "$VENV/lib/lsm_tools"
-ln -sf "$VENV/bin/lsm_node" "$VENV/lib/lsm_ros/lsm_node"
+for exe in lsm_node lsm_lifecycle_node; do ln -sf "$VENV/bin/$exe" "$VENV/lib/lsm_ros/$exe"; done
 for exe in lsm_demo lsm_bag; do ln -sf "$VENV/bin/$exe" "$VENV/lib/lsm_tools/$exe"; done
 
 # 6. Test environment only: the real `ros2` CLI and `ros2 launch` (launch, launch_ros, ros2cli,

@@ -11,18 +11,21 @@ Frames and units
   original camera images.
 
 A :class:`Reconstruction` is immutable by convention and holds no reference to the network:
-keeping one (for queries, for saving) keeps only its tensors.
+keeping one (for queries, for saving) keeps only its tensors. Importing this module loads
+neither torch nor OpenCV.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Optional, Sequence, Tuple
 
 import numpy as np
-import torch
 
-from .gaussians import Gaussians
-from .preprocess import ImageTransform
+if TYPE_CHECKING:  # annotations only: this module needs no torch to import
+    import torch
+
+    from .gaussians import Gaussians
+    from .preprocess import ImageTransform
 
 LABEL_NONE = 255  # label id of camera pixels the model did not see (outside its crop)
 UNITS = "model units (metric only up to an unknown global scale)"

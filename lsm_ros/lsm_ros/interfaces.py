@@ -30,7 +30,10 @@ UNITS_NOTE = "model units (metric only up to an unknown global scale)"
 SUBSCRIBED: Tuple[Endpoint, ...] = (
     Endpoint("image_0, image_1 (parameter image_topics)", "sensor_msgs/msg/Image",
              "Camera images (rgb8, bgr8, rgba8, bgra8, mono8). Pair mode pairs the two "
-             "cameras by stamp (slop); mono mode uses image_0 only and pairs keyframes."),
+             "cameras by stamp (slop); mono mode uses image_0 only and pairs keyframes. "
+             "Subscribed while the node is active."),
+    Endpoint("image_0/compressed, image_1/compressed", "sensor_msgs/msg/CompressedImage",
+             "Instead of the raw images when image_transport is 'compressed' (JPEG, PNG)."),
 )
 
 PUBLISHED: Tuple[Endpoint, ...] = (

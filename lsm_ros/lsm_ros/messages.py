@@ -140,6 +140,38 @@ def imgmsg_to_rgb(msg) -> np.ndarray:
     return np.ascontiguousarray(arr[:, :, :3])
 
 
+def compressed_to_rgb(msg) -> np.ndarray:
+    """sensor_msgs/CompressedImage (JPEG, PNG; colour or grey) -> ``(H, W, 3)`` uint8 RGB."""
+    import cv2
+
+    data = np.frombuffer(bytes(msg.data), np.uint8)
+    if data.size == 0:
+        raise ImageConversionError("compressed image has no data")
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR)  # BGR, whatever the source channels
+    if image is None:
+        raise ImageConversionError(
+            f"compressed image (format {msg.format!r}, {data.size} bytes) cannot be decoded")
+    return np.ascontiguousarray(image[:, :, ::-1])
+
+
+def rgb_to_compressed(rgb: np.ndarray, fmt: str = "jpeg", header=None, quality: int = 90):
+    """``(H, W, 3)`` uint8 RGB -> sensor_msgs/CompressedImage (``jpeg`` or ``png``), with the
+    ``format`` string image_transport's compressed plugin writes."""
+    import cv2
+    from sensor_msgs.msg import CompressedImage
+
+    ext, params = (".jpg", [cv2.IMWRITE_JPEG_QUALITY, quality]) if fmt == "jpeg" else (".png", [])
+    ok, buffer = cv2.imencode(ext, np.ascontiguousarray(rgb[:, :, ::-1]), params)
+    if not ok:
+        raise ImageConversionError(f"cannot encode the image as {fmt}")
+    msg = CompressedImage()
+    if header is not None:
+        msg.header = header
+    msg.format = f"rgb8; {fmt} compressed bgr8"
+    msg.data = buffer.tobytes()
+    return msg
+
+
 def _encoding_for(array: np.ndarray, encoding: str) -> None:
     if encoding not in ENCODINGS:
         raise ImageConversionError(

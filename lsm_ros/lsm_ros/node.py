@@ -45,14 +45,15 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos_overriding_options import QoSOverridingOptions
 
-from lsm.preprocess import image_problem, pair_problem
+from lsm.image_checks import image_problem, pair_problem
 from lsm_ros import query as query_logic
 from lsm_ros.diagnostics import SCALE_NOTE, RateMeter, diagnostic_array
 from lsm_ros.interfaces import SUBSCRIBED, endpoint
-from lsm_ros.messages import ImageConversionError, imgmsg_to_rgb, stamp_seconds
+from lsm_ros.messages import ImageConversionError, compressed_to_rgb, imgmsg_to_rgb, stamp_seconds
 from lsm_ros.pairing import ApproximateTimePairer, MonoKeyframer
 from lsm_ros.parameters import (
     SPECS_BY_NAME,
@@ -96,10 +97,20 @@ class InputProblems:
                 "later drops are counted in /diagnostics)")
 
 
-class LsmNode(Node):
-    """ROS front end: parameters, image pairing, the query and save services, diagnostics."""
+class LsmNode(LifecycleNode):
+    """ROS front end: parameters, image pairing, the query and save services, diagnostics.
 
-    def __init__(self, start_worker: bool = True, **kwargs: Any) -> None:
+    A managed (lifecycle) node: *configure* loads the model (the transition waits for it and
+    fails, with the reason logged, if it cannot load) and creates the publishers, *activate*
+    subscribes to the images, *deactivate* unsubscribes (pairs still queued are dropped),
+    *cleanup* / *shutdown* stop the worker. The services and /diagnostics exist in every
+    state and say which state the node is in. ``lsm_node`` runs configure and activate
+    itself; ``lsm_lifecycle_node`` waits for a lifecycle manager.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        self._worker: Optional[InferenceWorker] = None  # set before anything can fail:
+        self._subscriptions_: list = []  # rclpy destroys a half-built node on shutdown
         super().__init__(NODE_NAME, **kwargs)
         declare_parameters(self)
         self._settings: LsmSettings = read_settings(
@@ -112,6 +123,8 @@ class LsmNode(Node):
             RateMeter(), RateMeter(), RateMeter())
         self._problems = InputProblems(self.get_logger())
         self._last_diag_drops = 0
+        self._state = "unconfigured"
+        self._pair_lock = threading.Lock()
         self.add_on_set_parameters_callback(self._on_set_parameters)
         s = self._settings
 
@@ -121,13 +134,27 @@ class LsmNode(Node):
         # requests beyond query_queue_size waiting are dropped by DDS (keep-last history)
         self._query_service = self._service(QUERY_SERVICE, self._on_query, s.query_queue_size)
         self._save_service = self._service("~/save_scene", self._on_save_scene)
-        self._publisher = OutputPublisher(self, s.camera_frame, s.mode)
         diagnostics = endpoint("/diagnostics")
         self._pub_diagnostics = self.create_publisher(diagnostics.message_class(),
                                                       diagnostics.name, 10)
-        self._tf_buffer = self._make_tf_listener()
+        self._diag_timer = self.create_timer(1.0, self._publish_diagnostics,
+                                             callback_group=self._timer_group)
+        # what configure uses to load the model (tests may substitute a loaded one)
+        self._loader = perception_loader(s.weight_sources(), s.device, s.precision,
+                                         s.cpu_threads)
+        self._publisher: Optional[OutputPublisher] = None
+        self._queue: Optional[PairQueue] = None
+        self._tf_buffer = None
+        self.get_logger().info(
+            f"started: service {self._query_service.service_name}, mode '{s.mode}', model "
+            f"'{s.model_config}', device '{s.device}', images on "
+            f"{', '.join(self.image_topic_names())} ({s.image_transport}, {s.qos} QoS)")
 
-        self._pair_lock = threading.Lock()
+    # -- lifecycle ------------------------------------------------------------------------
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        s = self._settings
+        self._publisher = OutputPublisher(self, s.camera_frame, s.mode)
+        self._tf_buffer = self._make_tf_listener()
         if s.mode == "pair":
             self._pairer = ApproximateTimePairer(s.slop, s.queue_size)
         else:
@@ -135,19 +162,62 @@ class LsmNode(Node):
                                             s.keyframe_min_translation)
             self._keyframe_position = None
         self._queue = PairQueue(s.queue_size)
-        self._worker = InferenceWorker(
-            self._queue, perception_loader(s.weight_sources(), s.device, s.precision,
-                                           s.cpu_threads),
-            self._publisher, s.output_spec(), s.batch_size, self._worker_log)
+        self._worker = InferenceWorker(self._queue, self._loader, self._publisher,
+                                       s.output_spec(), s.batch_size, self._worker_log)
+        self._state = "configuring"
+        self.get_logger().info("configuring: loading the model")
+        self._worker.start()
+        while self._worker.state in ("starting", "loading") and self.context.ok():
+            time.sleep(0.05)
+        if self._worker.state != "ready":
+            self.get_logger().error(f"configure failed: the model could not be loaded: "
+                                    f"{self._worker.error or 'interrupted'}")
+            self._state = "unconfigured"
+            return TransitionCallbackReturn.FAILURE
+        self._state = "inactive"
+        return super().on_configure(state)
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._subscriptions_ = self._subscribe_images()
-        self._diag_timer = self.create_timer(1.0, self._publish_diagnostics,
-                                             callback_group=self._timer_group)
-        if start_worker:
-            self._worker.start()
-        self.get_logger().info(
-            f"ready: service {self._query_service.service_name}, mode '{s.mode}', "
-            f"model '{s.model_config}', device '{s.device}', images on "
-            f"{', '.join(self.image_topic_names())} ({s.qos} QoS); loading the model")
+        self._last_pair_time = time.monotonic()
+        self._state = "active"
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._unsubscribe_images()
+        dropped = self._queue.clear()
+        if dropped:
+            self.get_logger().info(f"deactivated: {dropped} queued pair(s) dropped")
+        self._state = "inactive"
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._teardown()
+        self._state = "unconfigured"
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._teardown()
+        self._state = "finalized"
+        return super().on_shutdown(state)
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._teardown()
+        self._state = "unconfigured"
+        return super().on_error(state)
+
+    def _teardown(self, join_timeout: float = 5.0) -> None:
+        self._unsubscribe_images()
+        if self._worker is not None:
+            self._worker.stop(timeout=join_timeout)
+        if self._publisher is not None:
+            self._publisher.destroy()
+        self._publisher = None
+
+    @property
+    def lifecycle_state(self) -> str:
+        """unconfigured | configuring | inactive | active | finalized."""
+        return self._state
 
     # -- settings -----------------------------------------------------------------------
     @property
@@ -164,7 +234,8 @@ class LsmNode(Node):
     def _warn_unknown_overrides(self) -> None:
         overrides = getattr(self, "_parameter_overrides", {}) or {}
         unknown = sorted(n for n in overrides if n not in SPECS_BY_NAME
-                         and n not in ("use_sim_time", "start_type_description_service"))
+                         and n not in ("use_sim_time", "start_type_description_service")
+                         and not n.startswith("qos_overrides."))
         if unknown:
             self.get_logger().warning(
                 f"ignoring unknown parameter(s) {unknown}; known: {sorted(SPECS_BY_NAME)}")
@@ -211,22 +282,34 @@ class LsmNode(Node):
         return buffer
 
     def _subscribe_images(self):
-        Image = SUBSCRIBED[0].message_class()  # noqa: N806 (a message class)
+        """Image subscriptions of the current mode: ``sensor_msgs/Image`` on each topic, or
+        ``sensor_msgs/CompressedImage`` on ``<topic>/compressed`` (image_transport's naming)
+        when ``image_transport`` is 'compressed'. Their QoS can be overridden with the
+        ``qos_overrides.<topic>.subscription.*`` parameters."""
+        compressed = self._settings.image_transport == "compressed"
+        message = (_message_class("sensor_msgs/msg/CompressedImage") if compressed
+                   else SUBSCRIBED[0].message_class())
         qos = self._image_qos()
-        topics = self.image_topic_names()
         subs = []
-        for camera, topic in enumerate(topics):
+        for camera, topic in enumerate(self.image_topic_names()):
+            name = f"{topic}/compressed" if compressed else topic
             subs.append(self.create_subscription(
-                Image, topic, lambda msg, c=camera, t=topic: self._on_image(msg, c, t), qos,
-                callback_group=self._image_group))
+                message, name, lambda msg, c=camera, t=name: self._on_image(msg, c, t), qos,
+                callback_group=self._image_group,
+                qos_overriding_options=QoSOverridingOptions.with_default_policies()))
         return subs
+
+    def _unsubscribe_images(self) -> None:
+        for sub in self._subscriptions_:
+            self.destroy_subscription(sub)
+        self._subscriptions_ = []
 
     # -- inputs ---------------------------------------------------------------------------
     def _on_image(self, msg, camera: int, topic: str) -> None:
         """Executor thread: convert, pair, enqueue. Never runs the model."""
         self._images_received += 1
         try:
-            rgb = imgmsg_to_rgb(msg)
+            rgb = compressed_to_rgb(msg) if hasattr(msg, "format") else imgmsg_to_rgb(msg)
         except ImageConversionError as exc:
             self._problems.report(topic, str(exc))
             return
@@ -282,10 +365,11 @@ class LsmNode(Node):
     # -- state ----------------------------------------------------------------------------
     def model_error(self) -> Optional[str]:
         """Why the model failed to load (missing/corrupt/unsafe/wrong checkpoint), or None."""
-        return self._worker.error if self._worker.state == "failed" else None
+        w = self._worker
+        return w.error if w is not None and w.state == "failed" else None
 
     def latest_reconstruction(self) -> Optional[LatestReconstruction]:
-        return self._publisher.latest()
+        return self._publisher.latest() if self._publisher is not None else None
 
     # -- services -------------------------------------------------------------------------
     def _on_query(self, request, response):
@@ -298,10 +382,10 @@ class LsmNode(Node):
         if latest is None:
             message = query_logic.no_reconstruction_message(
                 self.image_topic_names(), settings.mode, self._images_received)
-            if self._worker.state != "ready":
-                message += f"; model {self._worker.state}"
-                if self._worker.error:
-                    message += f": {self._worker.error}"
+            if self._state != "active":
+                message += f"; the node is {self._state} (lifecycle): it reconstructs when active"
+            if self._worker is not None and self._worker.error:
+                message += f"; model {self._worker.state}: {self._worker.error}"
             return query_logic.reject(response, message)
         view, problem = query_logic.requested_view(request)
         if problem:
@@ -351,8 +435,13 @@ class LsmNode(Node):
     # -- diagnostics ----------------------------------------------------------------------
     def diagnostics_values(self) -> Dict[str, object]:
         w, q, out = self._worker, self._queue, self._publisher
+        if w is None:  # unconfigured
+            return {"lifecycle state": self._state, "model state": "not loaded",
+                    "device": self._settings.device, "mode": self._settings.mode,
+                    "images received": self._images_received, "units": SCALE_NOTE}
         perception = w.perception
         return {
+            "lifecycle state": self._state,
             "model state": w.state + (f" ({w.error})" if w.error else ""),
             "device": perception.device if perception is not None else self._settings.device,
             "precision": (perception.precision if perception is not None
@@ -382,14 +471,18 @@ class LsmNode(Node):
         values = self.diagnostics_values()
         pairing = self._pairing_problem()
         w = self._worker
-        drops = self._queue.dropped
-        if w.state == "failed":
+        drops = self._queue.dropped if self._queue is not None else 0
+        if w is None:
+            level, message = "warn", f"{self._state}: not reconstructing (lifecycle)"
+        elif w.state == "failed":
             level, message = "error", f"model failed to load: {w.error}"
         elif w.state != "ready":
             level, message = "warn", f"model {w.state}"
         elif drops > self._last_diag_drops:
             level, message = "warn", (f"dropping pairs: inference slower than input "
                                       f"({drops} dropped so far)")
+        elif self._state != "active":
+            level, message = "warn", f"{self._state}: not subscribed to images (lifecycle)"
         elif pairing:
             level, message = "warn", pairing
         else:
@@ -420,11 +513,19 @@ class LsmNode(Node):
 
     def inference_thread_alive(self) -> bool:
         """True while the inference thread runs (the model load or a forward pass)."""
-        return self._worker.alive
+        return self._worker is not None and self._worker.alive
 
     def destroy_node(self):
-        self._worker.stop(timeout=5.0)
+        if self._worker is not None:
+            self._worker.stop(timeout=5.0)
         return super().destroy_node()
+
+
+def _message_class(type_name: str):
+    import importlib
+
+    package, kind, name = type_name.split("/")
+    return getattr(importlib.import_module(f"{package}.{kind}"), name)
 
 
 def _parameter_failure(exc: BaseException) -> str:
@@ -458,7 +559,17 @@ def make_executor():
 
 
 def main(args: Optional[List[str]] = None) -> int:
-    """Console script ``lsm_node``. Returns the process exit status."""
+    """Console script ``lsm_node``: configures and activates itself. Returns the exit status."""
+    return _run(args, autostart=True)
+
+
+def main_lifecycle(args: Optional[List[str]] = None) -> int:
+    """Console script ``lsm_lifecycle_node``: waits in 'unconfigured' for a lifecycle manager
+    (``ros2 lifecycle set /lsm_node configure``, then ``activate``); exits after shutdown."""
+    return _run(args, autostart=False)
+
+
+def _run(args: Optional[List[str]], autostart: bool) -> int:
     try:
         rclpy.init(args=args)
     except Exception as exc:  # e.g. a missing or malformed --params-file
@@ -479,12 +590,19 @@ def main(args: Optional[List[str]] = None) -> int:
             raise
         executor = make_executor()
         executor.add_node(node)
-        while rclpy.ok() and node.model_error() is None:
+        if autostart:  # in the executor, so the services answer while the model loads
+            def start() -> None:
+                starter.cancel()
+                if node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+                    node.trigger_activate()
+
+            starter = node.create_timer(0.0, start)
+        while rclpy.ok() and node.lifecycle_state != "finalized":
             executor.spin_once(timeout_sec=0.2)
-        if node.model_error() is not None:
-            print(f"lsm_node: cannot start: the model could not be loaded: "
-                  f"{node.model_error()}", file=sys.stderr)
-            return EXIT_MODEL_FAILED
+            if autostart and node.model_error() is not None:
+                print(f"lsm_node: cannot start: the model could not be loaded: "
+                      f"{node.model_error()}", file=sys.stderr)
+                return EXIT_MODEL_FAILED
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:

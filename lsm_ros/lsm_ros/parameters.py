@@ -135,6 +135,10 @@ PARAMETER_SPECS: Tuple[ParameterSpec, ...] = (
     ParameterSpec("image_topics", ["image_0", "image_1"], _S.PARAMETER_STRING_ARRAY,
                   "Image topics (sensor_msgs/Image); mode 'mono' uses only the first. "
                   "Relative names resolve in the node's namespace and can be remapped."),
+    ParameterSpec("image_transport", "raw", _S.PARAMETER_STRING,
+                  "Image input: 'raw' (sensor_msgs/Image) or 'compressed'. 'compressed' "
+                  "subscribes to sensor_msgs/CompressedImage (JPEG, PNG) on <topic>/compressed, "
+                  "image_transport's naming.", choices=("raw", "compressed")),
     ParameterSpec("slop", 0.05, _S.PARAMETER_DOUBLE,
                   "Largest stamp difference, in seconds, between the two images of a pair "
                   "(mode 'pair').", float_range=(0.0, 10.0)),
@@ -222,6 +226,7 @@ class LsmSettings:
     precision: str = _default("precision")
     mode: str = _default("mode")
     image_topics: Tuple[str, ...] = _default("image_topics")
+    image_transport: str = _default("image_transport")
     slop: float = _default("slop")
     keyframe_interval: int = _default("keyframe_interval")
     keyframe_min_seconds: float = _default("keyframe_min_seconds")

@@ -41,10 +41,16 @@ class OutputPublisher:
     """Publishers of one lsm_node and the latest published reconstruction (thread-safe)."""
 
     def __init__(self, node, camera_frame: str = "", mode: str = "pair", depth: int = 2) -> None:
+        # lifecycle publishers where the node is managed: silent while it is not active
+        create = getattr(node, "create_lifecycle_publisher", node.create_publisher)
+
         def publisher(name):  # as declared in lsm_ros.interfaces
             e = endpoint(name)
-            return node.create_publisher(e.message_class(), e.name, depth)
+            made = create(e.message_class(), e.name, depth)
+            self._all.append(made)
+            return made
 
+        self._all: list = []
         self._node = node
         self._camera_frame, self._mode = camera_frame, mode
         self._points = publisher("~/points")
@@ -77,6 +83,14 @@ class OutputPublisher:
                     "broadcast on /tf (both camera poses are on ~/poses)")
                 return None
         return TransformBroadcaster(node)
+
+    def destroy(self) -> None:
+        """Destroy every publisher (lifecycle cleanup); the latest result is forgotten."""
+        for pub in self._all:
+            self._node.destroy_publisher(pub)
+        self._all = []
+        with self._lock:
+            self._latest = None
 
     def latest(self) -> Optional[LatestReconstruction]:
         with self._lock:

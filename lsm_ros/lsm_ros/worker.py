@@ -80,6 +80,14 @@ class PairQueue:
                 batch.append(self._items.popleft())
             return batch
 
+    def clear(self) -> int:
+        """Drop every waiting item (counted as dropped); returns how many."""
+        with self._cond:
+            n = len(self._items)
+            self._items.clear()
+            self.dropped += n
+            return n
+
     def close(self) -> None:
         """Wake the consumer for good (shutdown)."""
         with self._cond:

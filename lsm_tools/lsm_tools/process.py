@@ -15,14 +15,15 @@ from pathlib import Path
 from typing import List, Mapping, Optional, Sequence
 
 
-def lsm_node_command(ros_args: Sequence[str] = ()) -> List[str]:
-    """Command line of the ``lsm_node`` console script (next to this Python, else on PATH)."""
-    script = Path(sys.executable).parent / "lsm_node"
+def lsm_node_command(ros_args: Sequence[str] = (), executable: str = "lsm_node") -> List[str]:
+    """Command line of a console script of lsm_ros (``lsm_node`` or ``lsm_lifecycle_node``),
+    next to this Python, else on PATH."""
+    script = Path(sys.executable).parent / executable
     if not script.is_file():
-        found = shutil.which("lsm_node")
+        found = shutil.which(executable)
         if found is None:
-            raise FileNotFoundError("console script lsm_node not found; install the package "
-                                    "with `pip install -e ./lsm_ros` (or `make venv`)")
+            raise FileNotFoundError(f"console script {executable} not found; install the "
+                                    "package with `pip install -e ./lsm_ros` (or `make venv`)")
         script = Path(found)
     return [str(script), *ros_args]
 
@@ -30,15 +31,17 @@ def lsm_node_command(ros_args: Sequence[str] = ()) -> List[str]:
 def start_lsm_node(params_file: Optional[os.PathLike] = None,
                    extra_ros_args: Sequence[str] = (),
                    env: Optional[Mapping[str, str]] = None,
-                   log_path: Optional[os.PathLike] = None) -> subprocess.Popen:
-    """Start ``lsm_node --ros-args [--params-file F] ...`` as its own process."""
+                   log_path: Optional[os.PathLike] = None,
+                   executable: str = "lsm_node") -> subprocess.Popen:
+    """Start ``lsm_node --ros-args [--params-file F] ...`` (or another console script of
+    lsm_ros) as its own process."""
     args: List[str] = ["--ros-args"]
     if params_file is not None:
         args += ["--params-file", str(params_file)]
     args += list(extra_ros_args)
     out = open(log_path, "wb") if log_path is not None else subprocess.DEVNULL
     try:
-        return subprocess.Popen(lsm_node_command(args), env=dict(env) if env else None,
+        return subprocess.Popen(lsm_node_command(args, executable), env=dict(env) if env else None,
                                 stdout=out, stderr=subprocess.STDOUT)
     finally:
         if log_path is not None:

@@ -55,6 +55,15 @@ def test_the_core_imports_without_ros_or_the_tools():
     assert int(out.stdout.strip()) > 40  # every module of the core was imported
 
 
+def test_the_node_starts_without_importing_torch():
+    """lsm_node answers its services and handles Ctrl-C while the model loads: importing
+    the node must not load torch or OpenCV (1-2 s), only the worker thread does."""
+    code = ("import sys, lsm_ros.node; heavy = [m for m in ('torch', 'cv2') if m in sys.modules];"
+            " assert not heavy, heavy")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+
+
 def _module_name(path: Path, package: str, root: Path) -> str:
     parts = list(path.relative_to(root).with_suffix("").parts)
     if parts[-1] == "__init__":
@@ -149,6 +158,7 @@ def test_an_image_pair_enters_the_node_once_per_image_and_crosses_five_ros_files
     """Profiles the real node in this process: the subscription callbacks of two camera
     images, then the worker thread up to the published cloud."""
     rclpy = pytest.importorskip("rclpy")
+    from rclpy.lifecycle import TransitionCallbackReturn
     from rclpy.parameter import Parameter
 
     from lsm.perception import Perception
@@ -168,18 +178,16 @@ def test_an_image_pair_enters_the_node_once_per_image_and_crosses_five_ros_files
 
     context = rclpy.Context()
     rclpy.init(args=[], context=context)
-    node = LsmNode(start_worker=False, context=context,
-                   parameter_overrides=[Parameter("point_stride", value=4)])
+    node = LsmNode(context=context, parameter_overrides=[Parameter("point_stride", value=4)])
     try:
         def load():
             sys.setprofile(profile)  # this (the worker) thread, from the first pair on
             return perception
 
-        node._worker._load = load
-        node._worker.start()
+        node._loader = load
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
         deadline = time.monotonic() + 60
-        while node._worker.state != "ready" and time.monotonic() < deadline:
-            time.sleep(0.05)
         calls.clear()
         rng = np.random.default_rng(0)
         subs = node._subscriptions_
