@@ -27,6 +27,7 @@ setup(
             "lsm-benchmark = lsm_tools.benchmark:main",
             "lsm-train = lsm_train.training.train:main",
             "lsm-eval = lsm_train.evaluation.evaluate:main",
+            "lsm-eval-metric = lsm_train.evaluation.metric:main",
             "lsm-export = lsm_train.training.export:main",
         ],
     },

@@ -1,5 +1,6 @@
 """Image pairs in, plain :class:`~lsm.results.Reconstruction` s out: preprocessing, one batched
-forward pass, camera recovery.
+forward pass, camera recovery, and, where the robot's sensors say more, known intrinsics,
+metric scale and measured depth (:mod:`lsm.metric`).
 
 Camera images are RGB uint8 (H,W,3) arrays (or float in [0,1]); each pair may have its own
 resolution. Output frames and units are documented in :mod:`lsm.results`.
@@ -8,26 +9,63 @@ precision, rendering, labels and queries.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 
 from .geometry.pair_cameras import estimate_cameras
-from .preprocess import prepare_image
+from .metric import (
+    PairSensors,
+    ScaleEstimate,
+    ScaleTracker,
+    decide_scale,
+    fuse_depth,
+    scale_from_depth,
+    scale_from_distance,
+    scale_from_points,
+)
+from .preprocess import ImageTransform, check_rgb, prepare_image
 from .results import Reconstruction
+from .specs import MetricSpec
+
+
+def _model_sensors(sensors: Optional[PairSensors], tfs: Tuple[ImageTransform, ImageTransform]):
+    """Known intrinsics and depth of a pair, mapped to the model's pixels."""
+    if sensors is None:
+        return None, (None, None)
+    K = None
+    if all(k is not None for k in sensors.K):
+        K = tuple(torch.from_numpy(tf.intrinsics_to_model(k)) for k, tf in zip(sensors.K, tfs))
+    depth = tuple(None if d is None else tf.to_model(np.asarray(d, np.float32), nearest=True,
+                                                     fill=float("nan"))
+                  for d, tf in zip(sensors.depth, tfs))
+    return K, depth
 
 
 @torch.no_grad()
 def reconstruct_pairs(model, pairs: Sequence[Tuple[object, object]],
-                      timings: dict | None = None) -> List[Reconstruction]:
-    """Reconstruct every (image1, image2) pair in one forward pass (batch = len(pairs)).
+                      timings: dict | None = None,
+                      sensors: Optional[Sequence[Optional[PairSensors]]] = None,
+                      metric: MetricSpec = MetricSpec(),
+                      tracker: Optional[ScaleTracker] = None) -> List[Reconstruction]:
+    """Reconstruct every (image0, image1) pair in one forward pass (batch = len(pairs)).
 
+    ``sensors``: per pair, what the robot measured (:class:`~lsm.metric.PairSensors`) or
+    None. Known intrinsics replace the estimated ones in camera recovery; a scale from
+    ``metric.scale_source`` (smoothed by ``tracker`` across calls) makes the result metric;
+    with ``metric.depth_fusion == 'replace'`` and a known scale, measured depth replaces
+    the predicted points before the Gaussian stage. Without sensors nothing of this runs.
     ``timings``, when given, is filled with seconds per stage: ``preprocess``, ``network``,
     ``cameras``.
     """
     if len(pairs) == 0:
         raise ValueError("no image pairs given")
+    sensors = list(sensors) if sensors is not None else [None] * len(pairs)
+    if len(sensors) != len(pairs):
+        raise ValueError(f"{len(sensors)} sensor records for {len(pairs)} pairs")
     size = model.config.image_size
     param = next(model.parameters())
     t0 = time.perf_counter()
@@ -40,29 +78,117 @@ def reconstruct_pairs(model, pairs: Sequence[Tuple[object, object]],
         tfs.append((tfa, tfb))
     img1 = torch.stack(imgs1).to(param.device, param.dtype)
     img2 = torch.stack(imgs2).to(param.device, param.dtype)
+    model_sensors = [_model_sensors(s, tf) for s, tf in zip(sensors, tfs)]
     t1 = time.perf_counter()
     was_training = model.training
     model.eval()
-    out = model(img1, img2, symmetric=True)
-    model.train(was_training)
+    geo, sem = model.geometry(img1, img2, symmetric=True)
     t2 = time.perf_counter()
+    B = len(pairs)
+    points = torch.stack([geo.pts1, geo.pts2], dim=1).detach()  # (B, 2, S, S, 3)
+    cameras, decisions, fused = [], [], []
+    sw = geo.swapped
+    for i in range(B):
+        K_known, depth = model_sensors[i]
+        cams = estimate_cameras(geo.pts1[i], geo.pts2[i], geo.conf1[i], geo.conf2[i],
+                                sw.pts2[i], sw.pts1[i], sw.conf2[i], sw.conf1[i],
+                                intrinsics=K_known)
+        cameras.append(cams)
+        decision = None
+        if sensors[i] is not None:
+            images = tuple(check_rgb(image) for image in pairs[i])
+            decision, fusion_depth = _decide(sensors[i], images, depth, geo, i, cams, tfs[i],
+                                             metric, tracker)
+        decisions.append(decision)
+        fractions = (0.0, 0.0)
+        if (decision is not None and decision.value is not None
+                and metric.depth_fusion == "replace"):
+            fractions = _fuse(points, i, fusion_depth, cams, decision.value)
+        fused.append(fractions)
+    t3 = time.perf_counter()
+    gaussians = model.gaussians_from_points(points.reshape(B, -1, 3), img1, img2,
+                                            geo.enc_tokens, sem)
+    model.train(was_training)
     recs = []
-    sw = out.backbone.swapped
-    for i in range(len(pairs)):
-        cams = estimate_cameras(out.pts1[i], out.pts2[i], out.conf1[i], out.conf2[i],
-                                sw.pts2[i], sw.pts1[i], sw.conf2[i], sw.conf1[i])
-        recs.append(Reconstruction(
+    for i in range(B):
+        cams = cameras[i]
+        rec = Reconstruction(
             images=torch.stack([img1[i], img2[i]]).permute(0, 2, 3, 1).float().cpu(),
-            pointmaps=torch.stack([out.pts1[i], out.pts2[i]]).float().cpu(),
-            confidence=torch.stack([out.conf1[i], out.conf2[i]]).float().cpu(),
-            gaussians=out.gaussians[i].detach().to(torch.float32),  # stays on the model device
+            pointmaps=points[i].float().cpu(),
+            confidence=torch.stack([geo.conf1[i], geo.conf2[i]]).float().cpu(),
+            gaussians=gaussians[i].detach().to(torch.float32),  # stays on the model device
             intrinsics=cams.K,
             c2w=cams.c2w,
             transforms=tfs[i],
             focal=cams.focal,
             camera_status=cams.status,
-        ))
-    t3 = time.perf_counter()
-    if timings is not None:
-        timings.update(preprocess=t1 - t0, network=t2 - t1, cameras=t3 - t2)
+            focal_estimated=cams.focal_estimated,
+            depth_fused=fused[i],
+        )
+        decision = decisions[i]
+        if decision is not None:
+            rec = (rec.scaled(decision.value, decision.source, decision.detail)
+                   if decision.value is not None
+                   else dataclasses.replace(rec, scale_detail=decision.detail))
+        recs.append(rec)
+    t4 = time.perf_counter()
+    if timings is not None:  # the Gaussian stage belongs to the network's time
+        timings.update(preprocess=t1 - t0, network=(t2 - t1) + (t4 - t3), cameras=t3 - t2)
     return recs
+
+
+def _decide(sensors: PairSensors, images, depth, geo, i: int, cams, tfs, metric: MetricSpec,
+            tracker: Optional[ScaleTracker]):
+    """This pair's scale decision from its measured sources, and the metric depth of each
+    view to fuse (the depth images, or for view 0 dense stereo depth when no image)."""
+    from .geometry.stereo import rectified_depth, triangulated_depth
+
+    estimates = {}
+    pred_z0 = geo.pts1[i, ..., 2].float().cpu().numpy()
+    finite = np.isfinite(pred_z0) & (pred_z0 > 0)
+    median_depth = float(np.median(pred_z0[finite])) if finite.any() else 1.0
+    c2w = cams.c2w.numpy()
+    conf0 = geo.conf1[i].float().cpu().numpy()
+    fusion_depth = list(depth)
+    if metric.depth_fusion != "off" and any(d is not None for d in depth):
+        # each view's predicted depth in its own camera frame
+        pts2_own = (geo.pts2[i].float().cpu().numpy() - c2w[1][:3, 3]) @ c2w[1][:3, :3]
+        predicted = (pred_z0, pts2_own[..., 2])
+        conf = (conf0, geo.conf2[i].float().cpu().numpy())
+        estimates["depth"] = scale_from_depth(depth, predicted, conf)
+    K = sensors.K if all(k is not None for k in sensors.K) else None
+    if sensors.rectified_baseline is not None and K is not None:
+        dense = rectified_depth(images[0], images[1], float(K[0][0, 0]), sensors.rectified_baseline)
+        dense_model = tfs[0].to_model(dense, nearest=True, fill=float("nan"))
+        estimates["stereo"] = scale_from_depth((dense_model,), (pred_z0,), (conf0,), "stereo")
+        if fusion_depth[0] is None:
+            fusion_depth[0] = dense_model
+    for source in ("stereo", "odometry"):
+        if source in estimates or sensors.pose_source != source:
+            continue
+        if K is not None:
+            uv, z = triangulated_depth(images[0], images[1], K[0], K[1], sensors.relative_pose)
+            estimates[source] = scale_from_points(source, tfs[0].to_model_pixels(uv), z, pred_z0)
+        else:
+            estimates[source] = scale_from_distance(source, sensors.distance, c2w, median_depth)
+    if "stereo" not in estimates and sensors.rectified_baseline is not None:
+        estimates["stereo"] = scale_from_distance("stereo", sensors.distance, c2w, median_depth)
+    if not estimates:
+        estimates["none"] = ScaleEstimate("none", None, detail="no scale sensor for this pair")
+    return decide_scale(metric, estimates, tracker), tuple(fusion_depth)
+
+
+def _fuse(points: torch.Tensor, i: int, depth, cams, scale: float) -> Tuple[float, float]:
+    """Measured depth replaces the predicted points of pair ``i`` in place; returns the
+    fraction of each view's pixels that came from the sensor."""
+    fractions = []
+    for v in range(2):
+        if depth[v] is None:
+            fractions.append(0.0)
+            continue
+        current = points[i, v].float().cpu().numpy()
+        new, valid = fuse_depth(current, depth[v], cams.K[v].double().numpy(),
+                                cams.c2w[v].double().numpy(), scale)
+        points[i, v] = torch.from_numpy(new).to(points.dtype).to(points.device)
+        fractions.append(float(valid.mean()))
+    return tuple(fractions)

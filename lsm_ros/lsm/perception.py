@@ -30,7 +30,7 @@ from .rendering import RenderOutput, render
 from .results import LABEL_NONE, PointCloud, QueryResult, Reconstruction, ViewImages, box_of
 from .semantics.labels import colorize
 from .semantics.query import SYNONYM_SIMILARITY, TEMPERATURE, relevance, split_vocabulary
-from .specs import IMAGE_OUTPUTS, PRECISIONS, OutputSpec, WeightSources
+from .specs import IMAGE_OUTPUTS, PRECISIONS, MetricSpec, OutputSpec, WeightSources
 
 __all__ = ["IMAGE_OUTPUTS", "OutputSpec", "Perception", "WeightSources", "resolve_device"]
 
@@ -93,15 +93,21 @@ class Perception:
         return torch.autocast(device_type="cuda", dtype=dtype)
 
     def reconstruct(self, pairs: Sequence[Tuple[object, object]],
-                    timings: Optional[dict] = None) -> List[Reconstruction]:
+                    timings: Optional[dict] = None, sensors=None,
+                    metric: MetricSpec = MetricSpec(), tracker=None) -> List[Reconstruction]:
         """One forward pass for every (image0, image1) pair; image 0 is the reference view.
 
-        ``timings``, when given, gets seconds per stage (preprocess, network, cameras).
+        ``sensors``: per pair, a :class:`lsm.metric.PairSensors` (known intrinsics, aligned
+        depth, stereo baseline, odometry motion) or None; with them the result can be metric
+        as ``metric`` says, smoothed over calls by ``tracker`` (a
+        :class:`lsm.metric.ScaleTracker`). ``timings``, when given, gets seconds per stage
+        (preprocess, network, cameras).
         """
         from .inference import reconstruct_pairs
 
         with self._autocast():
-            return reconstruct_pairs(self.model, list(pairs), timings=timings)
+            return reconstruct_pairs(self.model, list(pairs), timings=timings, sensors=sensors,
+                                     metric=metric, tracker=tracker)
 
     # ------------------------------------------------------------------ rendering
     def render(self, rec: Reconstruction, K, c2w, width: int, height: int,

@@ -39,6 +39,24 @@ class ImageTransform:
         K[:2] /= self.scale
         return K
 
+    def to_model_pixels(self, uv) -> np.ndarray:
+        """Camera-image pixel coordinates (..., 2) -> model-image coordinates (continuous,
+        pixel (u, v) covers [u, u+1); the mapping K follows in :meth:`intrinsics_to_model`)."""
+        return np.asarray(uv, dtype=np.float64) * self.scale - np.asarray(self.offset)
+
+    def to_camera_pixels(self, uv) -> np.ndarray:
+        """Model-image pixel coordinates (..., 2) -> camera-image coordinates (the inverse of
+        :meth:`to_model_pixels`; outside [0, W) x [0, H) for model pixels off the image)."""
+        return (np.asarray(uv, dtype=np.float64) + np.asarray(self.offset)) / self.scale
+
+    def to_model(self, image: np.ndarray, nearest: bool = True, fill=0) -> np.ndarray:
+        """Warp a camera-resolution map (H, W[, C]) to the model image (S x S), as the model
+        input is made but without its area pre-filter; use ``nearest`` for depth and labels
+        (no mixing of foreground and background)."""
+        flags = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
+        return cv2.warpAffine(image, self._to_model_affine(), tuple(self.size), flags=flags,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=fill)
+
     def _model_to_original_affine(self) -> np.ndarray:
         """2x3 affine for ``cv2.warpAffine`` (whose pixel centres are integers): model pixel
         index X_m -> original X_o = (X_m + 0.5 + offset) / scale - 0.5."""

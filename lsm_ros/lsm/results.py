@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # annotations only: this module needs no torch to import
 
 LABEL_NONE = 255  # label id of camera pixels the model did not see (outside its crop)
 UNITS = "model units (metric only up to an unknown global scale)"
+METRES = "m"
 
 
 @dataclass(eq=False)  # identity semantics: a reconstruction is one event, not a value
@@ -42,8 +43,15 @@ class Reconstruction:
     intrinsics: torch.Tensor  # (2,3,3) model resolution, pixels
     c2w: torch.Tensor  # (2,4,4)
     transforms: Sequence[ImageTransform]  # per view: camera image <-> model image
-    focal: float = 0.0  # shared focal length, model pixels
+    focal: float = 0.0  # focal length of view 0, model pixels (known or estimated)
     camera_status: str = ""  # how the cameras were obtained (PnP or a fallback)
+    focal_estimated: float = float("nan")  # the pointmaps' own focal, model pixels
+    units: str = UNITS  # METRES once a sensor-given scale was applied (see lsm.metric)
+    scale: Optional[float] = None  # metres per model unit applied to this result, if any
+    scale_source: str = "none"  # stereo | depth | odometry | fixed | none
+    scale_detail: str = ""  # how the scale was obtained, or why there is none
+    depth_fused: Tuple[float, float] = (0.0, 0.0)  # per view: fraction of pixels from depth
+    frame: str = ""  # '' = view 0's optical frame; else the frame of transformed() (a world)
 
     @property
     def size(self) -> int:
@@ -54,6 +62,44 @@ class Reconstruction:
         if view not in (0, 1):
             raise ValueError(f"unknown view {view}: a reconstruction has views 0 and 1")
 
+    @property
+    def metric(self) -> bool:
+        return self.units == METRES
+
+    def scaled(self, scale: float, source: str, detail: str = "") -> "Reconstruction":
+        """This reconstruction in metres: every length multiplied by ``scale`` (metres per
+        model unit): pointmaps, Gaussian centres and sizes, camera translations."""
+        import dataclasses
+
+        g = self.gaussians
+        c2w = self.c2w.clone()
+        c2w[:, :3, 3] *= scale
+        return dataclasses.replace(
+            self, pointmaps=self.pointmaps * scale, c2w=c2w,
+            gaussians=dataclasses.replace(g, means=g.means * scale, scales=g.scales * scale),
+            units=METRES, scale=float(scale), scale_source=source, scale_detail=detail)
+
+    def transformed(self, T, frame: str) -> "Reconstruction":
+        """This reconstruction expressed in ``frame``: ``T`` (4x4) maps points of the current
+        frame into it (e.g. world_T_camera from TF at the image stamp, translation in the
+        result's units). Pointmaps, Gaussian centres and orientations and both cameras move;
+        sizes, colours and features do not."""
+        import dataclasses
+
+        import torch
+
+        T = torch.as_tensor(np.asarray(T, dtype=np.float64))
+        g = self.gaussians
+        R, t = T[:3, :3].to(g.means), T[:3, 3].to(g.means)
+        w, x, y, z = _rotation_quaternion(T[:3, :3].numpy())
+        q = torch.tensor([w, x, y, z], dtype=g.rotations.dtype, device=g.rotations.device)
+        Rp, tp = T[:3, :3].to(self.pointmaps), T[:3, 3].to(self.pointmaps)
+        return dataclasses.replace(
+            self, pointmaps=self.pointmaps @ Rp.T + tp, c2w=T.to(self.c2w) @ self.c2w,
+            gaussians=dataclasses.replace(g, means=g.means @ R.T + t,
+                                          rotations=_quaternion_product(q, g.rotations)),
+            frame=frame)
+
     def intrinsics_original(self) -> np.ndarray:
         """(2,3,3) float64 pixel intrinsics at each view's original camera resolution."""
         return np.stack([self.transforms[v].intrinsics_to_original(self.intrinsics[v].cpu().numpy())
@@ -62,6 +108,25 @@ class Reconstruction:
     def image_sizes(self) -> np.ndarray:
         """(2,2) int64 (width, height) of each original camera image."""
         return np.array([self.transforms[v].original_size for v in range(2)], dtype=np.int64)
+
+
+def _rotation_quaternion(R: np.ndarray):
+    """3x3 rotation -> (w, x, y, z)."""
+    from transforms3d.quaternions import mat2quat
+
+    return mat2quat(np.asarray(R, dtype=np.float64))
+
+
+def _quaternion_product(q, r):
+    """q (4,) times every r (..., 4), both wxyz: the rotation r followed by q."""
+    import torch
+
+    w1, x1, y1, z1 = q.unbind(-1)
+    w2, x2, y2, z2 = r.unbind(-1)
+    return torch.stack([w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2,
+                        w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
+                        w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2,
+                        w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2], dim=-1)
 
 
 @dataclass

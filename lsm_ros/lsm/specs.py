@@ -13,6 +13,8 @@ DEFAULT_LABELS: Tuple[str, ...] = ("wall", "floor", "ceiling", "chair", "table",
 IMAGE_OUTPUTS: Tuple[str, ...] = ("labels", "labels_color", "depth", "rendered")
 MODEL_CONFIGS: Tuple[str, ...] = ("tiny", "paper")
 PRECISIONS: Tuple[str, ...] = ("fp32", "fp16", "bf16")
+SCALE_SOURCES: Tuple[str, ...] = ("auto", "stereo", "depth", "odometry", "fixed", "none")
+DEPTH_FUSION: Tuple[str, ...] = ("off", "scale_only", "replace")
 
 
 @dataclass(frozen=True)
@@ -70,3 +72,28 @@ class OutputSpec:
             raise ValueError(f"point_stride must be >= 1, got {self.point_stride}")
         if self.max_points < 0:
             raise ValueError(f"max_points must be >= 0, got {self.max_points}")
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """How outputs become metric (see :mod:`lsm.metric`).
+
+    scale_source: 'auto' (the best measured source available: depth, stereo, odometry, then
+    fixed_scale if > 0), one source by name, 'fixed' (fixed_scale) or 'none' (model units);
+    fixed_scale: metres per model unit for 'fixed' (and the last resort of 'auto'; 0 = none);
+    depth_fusion: 'replace' (measured depth replaces the predicted one where valid),
+    'scale_only' (depth only sets the scale), 'off' (depth is not used).
+    """
+
+    scale_source: str = "auto"
+    fixed_scale: float = 0.0
+    depth_fusion: str = "replace"
+
+    def __post_init__(self) -> None:
+        if self.scale_source not in SCALE_SOURCES:
+            raise ValueError(f"scale_source must be one of {SCALE_SOURCES}, got {self.scale_source!r}")
+        if self.depth_fusion not in DEPTH_FUSION:
+            raise ValueError(f"depth_fusion must be one of {DEPTH_FUSION}, got {self.depth_fusion!r}")
+        if self.fixed_scale < 0 or (self.scale_source == "fixed" and self.fixed_scale <= 0):
+            raise ValueError(f"fixed_scale must be > 0 for scale_source 'fixed', got {self.fixed_scale}")
+

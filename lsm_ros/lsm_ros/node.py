@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import sys
 import threading
 import time
@@ -52,9 +51,9 @@ from rclpy.qos_overriding_options import QoSOverridingOptions
 from lsm.image_checks import image_problem, pair_problem
 from lsm_ros import query as query_logic
 from lsm_ros.diagnostics import SCALE_NOTE, RateMeter, diagnostic_array
+from lsm_ros.inputs import ApproximateTimePairer, InputProblems, MonoKeyframer, SensorInputs
 from lsm_ros.interfaces import SUBSCRIBED, endpoint
 from lsm_ros.messages import ImageConversionError, compressed_to_rgb, imgmsg_to_rgb, stamp_seconds
-from lsm_ros.pairing import ApproximateTimePairer, MonoKeyframer
 from lsm_ros.parameters import (
     SPECS_BY_NAME,
     LsmSettings,
@@ -70,31 +69,6 @@ NODE_NAME = "lsm_node"
 QUERY_SERVICE = "lsm/query"
 EXIT_BAD_PARAMETERS = 2
 EXIT_MODEL_FAILED = 3
-
-
-class InputProblems:
-    """Counts dropped inputs; logs each kind of problem once, with its reason."""
-
-    def __init__(self, logger) -> None:
-        self._logger = logger
-        self._seen: Dict[str, int] = {}
-        self._lock = threading.Lock()
-        self.total = 0
-
-    @staticmethod
-    def kind(reason: str) -> str:
-        return re.sub(r"\d+", "#", reason)
-
-    def report(self, where: str, reason: str) -> None:
-        key = f"{where}|{self.kind(reason)}"
-        with self._lock:
-            self.total += 1
-            first = key not in self._seen
-            self._seen[key] = self._seen.get(key, 0) + 1
-        if first:
-            self._logger.warning(
-                f"dropping input on {where}: {reason} (logged once per kind of problem; "
-                "later drops are counted in /diagnostics)")
 
 
 class LsmNode(LifecycleNode):
@@ -144,7 +118,8 @@ class LsmNode(LifecycleNode):
                                          s.cpu_threads)
         self._publisher: Optional[OutputPublisher] = None
         self._queue: Optional[PairQueue] = None
-        self._tf_buffer = None
+        self._sensors: Optional[SensorInputs] = None
+        self._tf_lookup = None
         self.get_logger().info(
             f"started: service {self._query_service.service_name}, mode '{s.mode}', model "
             f"'{s.model_config}', device '{s.device}', images on "
@@ -154,7 +129,8 @@ class LsmNode(LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         s = self._settings
         self._publisher = OutputPublisher(self, s.camera_frame, s.mode)
-        self._tf_buffer = self._make_tf_listener()
+        self._sensors = SensorInputs(self, s, self.image_topic_names(), self._problems.note)
+        self._tf_lookup = self._sensors.lookup
         if s.mode == "pair":
             self._pairer = ApproximateTimePairer(s.slop, s.queue_size)
         else:
@@ -163,7 +139,8 @@ class LsmNode(LifecycleNode):
             self._keyframe_position = None
         self._queue = PairQueue(s.queue_size)
         self._worker = InferenceWorker(self._queue, self._loader, self._publisher,
-                                       s.output_spec(), s.batch_size, self._worker_log)
+                                       s.output_spec(), s.batch_size, self._worker_log,
+                                       sensors=self._sensors, metric=s.metric_spec())
         self._state = "configuring"
         self.get_logger().info("configuring: loading the model")
         self._worker.start()
@@ -179,6 +156,7 @@ class LsmNode(LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._subscriptions_ = self._subscribe_images()
+        self._sensors.subscribe(self._image_qos())
         self._last_pair_time = time.monotonic()
         self._state = "active"
         return super().on_activate(state)
@@ -268,19 +246,6 @@ class LsmNode(LifecycleNode):
         return self.create_service(e.message_class(), e.name, callback, qos_profile=qos,
                                    callback_group=self._service_group)
 
-    def _make_tf_listener(self):
-        """A TF buffer for the mono keyframe motion check (odom_frame set), or None."""
-        if self._settings.mode != "mono" or not self._settings.odom_frame:
-            return None
-        try:
-            from tf2_ros import Buffer, TransformListener
-        except ImportError:
-            self.get_logger().info("tf2_ros is not importable: mono keyframes use time only")
-            return None
-        buffer = Buffer()
-        self._tf_listener = TransformListener(buffer, self)
-        return buffer
-
     def _subscribe_images(self):
         """Image subscriptions of the current mode: ``sensor_msgs/Image`` on each topic, or
         ``sensor_msgs/CompressedImage`` on ``<topic>/compressed`` (image_transport's naming)
@@ -303,6 +268,8 @@ class LsmNode(LifecycleNode):
         for sub in self._subscriptions_:
             self.destroy_subscription(sub)
         self._subscriptions_ = []
+        if self._sensors is not None:
+            self._sensors.unsubscribe()
 
     # -- inputs ---------------------------------------------------------------------------
     def _on_image(self, msg, camera: int, topic: str) -> None:
@@ -325,7 +292,7 @@ class LsmNode(LifecycleNode):
             else:
                 pair = self._keyframer.add(stamp, (rgb, msg.header),
                                            self._motion_since_keyframe(msg.header))
-                if pair is not None and self._tf_buffer is not None:
+                if pair is not None and self._tf_lookup is not None:
                     self._keyframe_position = self._camera_position(msg.header)
         if pair is None:
             return
@@ -340,19 +307,17 @@ class LsmNode(LifecycleNode):
 
     def _camera_position(self, header):
         """Camera position in odom_frame at the image stamp via TF, or None."""
-        if self._tf_buffer is None:
+        if self._tf_lookup is None or not self._settings.odom_frame:
             return None
         try:
             frame = self._settings.camera_frame or header.frame_id
-            t = self._tf_buffer.lookup_transform(
-                self._settings.odom_frame, frame, rclpy.time.Time.from_msg(header.stamp))
-            v = t.transform.translation
-            return (v.x, v.y, v.z)
+            T = self._tf_lookup(self._settings.odom_frame, frame, stamp_seconds(header))
+            return tuple(T[:3, 3])
         except Exception:
             return None
 
     def _motion_since_keyframe(self, header) -> Optional[float]:
-        if self._tf_buffer is None or self._keyframe_position is None:
+        if self._tf_lookup is None or self._keyframe_position is None:
             return None
         now = self._camera_position(header)
         if now is None:
@@ -399,12 +364,13 @@ class LsmNode(LifecycleNode):
             self.get_logger().error(f"query {request.label!r} failed: {exc}")
             return query_logic.reject(response, f"query failed: {type(exc).__name__}: {exc}")
         age = time.monotonic() - latest.published_at
+        rec = latest.reconstruction
+        response.units, response.scale_source = rec.units, rec.scale_source
         if not result.found:
-            response.header, response.age = latest.headers[0], age
+            response.header, response.age = latest.spatial, age
             return query_logic.reject(response, f"{result.message} (reconstruction {age:.1f} s old)")
-        self._publisher.publish_query_answer(result, latest.headers[0])
-        return query_logic.fill_answer(response, result, latest.headers[view],
-                                       latest.headers[0], age)
+        self._publisher.publish_query_answer(result, latest.spatial)
+        return query_logic.fill_answer(response, result, latest.headers[view], latest.spatial, age)
 
     def _on_save_scene(self, request, response):
         """Write the latest reconstruction to a new folder under ``save_directory``."""
@@ -464,8 +430,31 @@ class LsmNode(LifecycleNode):
             "inputs dropped (malformed)": self._problems.total,
             "inference failures": w.failures,
             "camera recovery": out.last_camera_status,
-            "units": SCALE_NOTE,
+            **self._metric_values(w.last_reconstruction),
         }
+
+    def _metric_values(self, rec) -> Dict[str, object]:
+        """Scale, units, frame and intrinsics of the last reconstruction, for /diagnostics."""
+        sensors = self._sensors
+        values: Dict[str, object] = {
+            "camera_info topics": ", ".join(sensors.camera_info_topics) if sensors else "",
+            "depth topics": ", ".join(t for t in sensors.depth_topics if t) if sensors else "",
+            "tf": sensors.tf_kind if sensors else "",
+            "scale_source (parameter)": self._settings.scale_source}
+        if rec is None:
+            return {**values, "units": SCALE_NOTE}
+        values["units"] = "m" if rec.metric else SCALE_NOTE
+        values["scale (m per model unit)"] = rec.scale if rec.scale is not None else "none"
+        values["scale source"] = f"{rec.scale_source}: {rec.scale_detail}"
+        tracker = self._worker.tracker if self._worker is not None else None
+        values["scale estimates rejected as outliers"] = tracker.rejected if tracker else 0
+        difference = 100.0 * (rec.focal_estimated / rec.focal - 1.0) if rec.focal else float("nan")
+        values["focal (model px)"] = (f"{rec.focal:.1f} used, the pointmaps imply "
+                                      f"{rec.focal_estimated:.1f} ({difference:+.1f} %)")
+        values["depth fused (fraction of pixels, view 0, view 1)"] = \
+            f"{rec.depth_fused[0]:.2f}, {rec.depth_fused[1]:.2f}"
+        values["3-D output frame"] = rec.frame or "reference camera's optical frame"
+        return values
 
     def _publish_diagnostics(self) -> None:
         values = self.diagnostics_values()

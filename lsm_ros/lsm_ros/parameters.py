@@ -28,10 +28,10 @@ from rcl_interfaces.msg import (
     ParameterType,
 )
 
-from lsm.specs import MODEL_CONFIGS, PRECISIONS, OutputSpec, WeightSources
+from lsm.specs import DEPTH_FUSION, MODEL_CONFIGS, PRECISIONS, SCALE_SOURCES, MetricSpec, OutputSpec, WeightSources
 
 # Defaults of the settings the core owns come from the core's own dataclasses.
-_WEIGHTS, _OUTPUT = WeightSources(), OutputSpec()
+_WEIGHTS, _OUTPUT, _METRIC = WeightSources(), OutputSpec(), MetricSpec()
 
 _TYPE_NAMES = {
     ParameterType.PARAMETER_BOOL: "bool",
@@ -135,6 +135,32 @@ PARAMETER_SPECS: Tuple[ParameterSpec, ...] = (
     ParameterSpec("image_topics", ["image_0", "image_1"], _S.PARAMETER_STRING_ARRAY,
                   "Image topics (sensor_msgs/Image); mode 'mono' uses only the first. "
                   "Relative names resolve in the node's namespace and can be remapped."),
+    ParameterSpec("camera_info_topics", ["", ""], _S.PARAMETER_STRING_ARRAY,
+                  "CameraInfo topic of each camera; '' = beside its image topic. "
+                  "Beside = image_transport's sibling '<image namespace>/camera_info' (or "
+                  "'<image topic>/camera_info' when both cameras would share one). Known "
+                  "intrinsics replace the estimated ones; a rectified right camera's "
+                  "P[0][3] = -fx*B gives the stereo baseline."),
+    ParameterSpec("depth_topics", ["", ""], _S.PARAMETER_STRING_ARRAY,
+                  "Depth image of each camera, aligned with its colour image; '' = none. "
+                  "REP-118: 16UC1 millimetres or 32FC1 metres, 0/NaN invalid; paired by stamp "
+                  "within slop."),
+    ParameterSpec("scale_source", _METRIC.scale_source, _S.PARAMETER_STRING,
+                  "Where the metric scale comes from; 'none' = model units. 'auto' takes the "
+                  "most accurate source available (depth, stereo, odometry, then fixed_scale "
+                  "if > 0); a source that fails falls back, saying why in /diagnostics.",
+                  choices=SCALE_SOURCES),
+    ParameterSpec("fixed_scale", _METRIC.fixed_scale, _S.PARAMETER_DOUBLE,
+                  "Metres per model unit for scale_source 'fixed' (and the last resort of "
+                  "'auto'); 0 = not given.", float_range=(0.0, 1.0e6)),
+    ParameterSpec("depth_fusion", _METRIC.depth_fusion, _S.PARAMETER_STRING,
+                  "Measured depth in the reconstruction: 'replace', 'scale_only' or 'off'. "
+                  "'replace': where the depth image is valid it replaces the predicted depth "
+                  "(the model fills the holes); 'scale_only': it only sets the scale.",
+                  choices=DEPTH_FUSION),
+    ParameterSpec("world_frame", "", _S.PARAMETER_STRING,
+                  "Frame of the 3-D outputs (e.g. odom, map); '' = the reference camera's "
+                  "optical frame. Looked up in TF at the image stamp (REP-105)."),
     ParameterSpec("image_transport", "raw", _S.PARAMETER_STRING,
                   "Image input: 'raw' (sensor_msgs/Image) or 'compressed'. 'compressed' "
                   "subscribes to sensor_msgs/CompressedImage (JPEG, PNG) on <topic>/compressed, "
@@ -226,6 +252,12 @@ class LsmSettings:
     precision: str = _default("precision")
     mode: str = _default("mode")
     image_topics: Tuple[str, ...] = _default("image_topics")
+    camera_info_topics: Tuple[str, ...] = _default("camera_info_topics")
+    depth_topics: Tuple[str, ...] = _default("depth_topics")
+    scale_source: str = _default("scale_source")
+    fixed_scale: float = _default("fixed_scale")
+    depth_fusion: str = _default("depth_fusion")
+    world_frame: str = _default("world_frame")
     image_transport: str = _default("image_transport")
     slop: float = _default("slop")
     keyframe_interval: int = _default("keyframe_interval")
@@ -250,6 +282,10 @@ class LsmSettings:
         return WeightSources(self.model_config, self.checkpoint, self.dust3r_checkpoint,
                              self.lseg_checkpoint, self.clip_checkpoint, self.keep_lsm_dust3r,
                              self.keep_lsm_lseg)
+
+    def metric_spec(self) -> MetricSpec:
+        """How outputs become metric."""
+        return MetricSpec(self.scale_source, self.fixed_scale, self.depth_fusion)
 
     def output_spec(self) -> OutputSpec:
         """What a published cloud holds."""
@@ -354,6 +390,15 @@ def settings_from_values(values: Dict[str, Any]) -> LsmSettings:
         problem = topic_name_problem(topic)
         if problem:
             raise ParameterError("image_topics", problem)
+    for name in ("camera_info_topics", "depth_topics"):
+        if len(checked[name]) > 2:
+            raise ParameterError(name, f"one entry per camera (at most 2), got {list(checked[name])}")
+        for topic in checked[name]:
+            problem = topic_name_problem(topic) if topic else None
+            if problem:
+                raise ParameterError(name, problem)
+    if checked["scale_source"] == "fixed" and checked["fixed_scale"] <= 0:
+        raise ParameterError("fixed_scale", "must be > 0 when scale_source is 'fixed'")
     labels = checked["labels"]
     if not labels:
         raise ParameterError("labels", "must hold at least one class name")

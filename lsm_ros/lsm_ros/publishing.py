@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Collection, Optional, Sequence, Tuple
 
+import numpy as np
+
 from lsm.results import box_of, class_boxes
 from lsm.specs import IMAGE_OUTPUTS
 from lsm_ros import messages
@@ -29,8 +31,9 @@ class LatestReconstruction:
 
     reconstruction: Any  # lsm.results.Reconstruction
     cloud: Any  # lsm.results.PointCloud as published
-    headers: Sequence[Any]  # output headers of view 0 and 1 (frame ids resolved)
+    headers: Sequence[Any]  # output headers of view 0 and 1 (their optical frames)
     published_at: float = 0.0  # time.monotonic() when its cloud was published
+    spatial: Any = None  # header of the 3-D outputs: the reference stamp, the result's frame
 
     @property
     def labels(self) -> Tuple[str, ...]:
@@ -112,24 +115,28 @@ class OutputPublisher:
         if not self._node.context.ok():  # shutting down: the publishers are gone
             return
         header0, header1 = self.output_headers(job.headers)
+        # 3-D outputs: in the result's frame (world_frame through TF) or view 0's optical one
+        spatial = messages.copy_header(header0, rec.frame) if rec.frame else header0
         c2w = rec.c2w.cpu().numpy().astype("float64")
         try:
-            self._points.publish(messages.cloud_msg(cloud, header0))
-            self._poses.publish(messages.pose_array_msg(c2w, header0))
+            self._points.publish(messages.cloud_msg(cloud, spatial))
+            self._poses.publish(messages.pose_array_msg(c2w, spatial))
             w, h = rec.image_sizes()[0]
             self._camera_info.publish(
                 messages.camera_info_msg(rec.intrinsics_original()[0], w, h, header0))
-            if self._tf is not None:
+            if self._tf is not None:  # our own frame, relative to the camera: never the robot's
                 child = [header0.frame_id, f"{header0.frame_id}_lsm_view_1"]
-                self._tf.sendTransform(messages.transform_msgs(c2w, header0, child))
+                relative = np.linalg.inv(c2w[0]) @ c2w
+                self._tf.sendTransform(messages.transform_msgs(relative, header0, child))
             if self._detections.get_subscription_count() > 0:
-                self._detections.publish(messages.detection_array_msg(class_boxes(cloud), header0))
+                self._detections.publish(messages.detection_array_msg(class_boxes(cloud), spatial))
         except Exception:
             if self._node.context.ok():
                 raise
             return
         with self._lock:
-            self._latest = LatestReconstruction(rec, cloud, (header0, header1), time.monotonic())
+            self._latest = LatestReconstruction(rec, cloud, (header0, header1), time.monotonic(),
+                                                spatial)
         self.published += 1
         # latency on the monotonic clock: meaningful whatever the image stamps are (bag
         # replay, simulated or unsynchronised camera clocks); the stamp age adds transport

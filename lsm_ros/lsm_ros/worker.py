@@ -136,10 +136,16 @@ class InferenceWorker:
 
     def __init__(self, queue: PairQueue, load: Callable[[], Any], sink: OutputSink,
                  spec: Any = None, batch_size: int = 1,
-                 log: Callable[[str, str], None] = lambda level, text: None) -> None:
+                 log: Callable[[str, str], None] = lambda level, text: None,
+                 sensors: Any = None, metric: Any = None) -> None:
         self.queue = queue
         self._load, self._sink, self._log = load, sink, log
         self._spec, self._batch_size = spec, int(batch_size)
+        # sensors: lsm_ros.inputs.SensorInputs (resolve(job) -> (PairSensors, world_T_ref))
+        # or None; metric: lsm.specs.MetricSpec; the scale tracker lives as long as the worker
+        self._sensors, self._metric = sensors, metric
+        self.tracker = None
+        self.last_reconstruction: Any = None  # for diagnostics: scale, focal, frame
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lsm_inference", daemon=True)
         self.perception: Any = None
@@ -157,6 +163,12 @@ class InferenceWorker:
             self._spec = spec
         if batch_size is not None:
             self._batch_size = int(batch_size)
+
+    def _resolve(self, jobs: List[PairJob]):
+        """Per job: (PairSensors, world_T_ref) from the sensors, or (None, None)."""
+        if self._sensors is None:
+            return [(None, None)] * len(jobs)
+        return [self._sensors.resolve(job) for job in jobs]
 
     def start(self) -> None:
         self._thread.start()
@@ -208,7 +220,19 @@ class InferenceWorker:
     def _process(self, jobs: List[PairJob]) -> None:
         """One forward pass; every cloud goes out before any image output is computed."""
         perception, spec = self.perception, self._spec
-        recs = perception.reconstruct([tuple(j.images) for j in jobs])
+        if self._sensors is None:
+            recs = perception.reconstruct([tuple(j.images) for j in jobs])
+        else:
+            from lsm.metric import ScaleTracker
+
+            if self.tracker is None:
+                self.tracker = ScaleTracker()
+            resolved = self._resolve(jobs)
+            recs = perception.reconstruct([tuple(j.images) for j in jobs],
+                                          sensors=[r[0] for r in resolved], metric=self._metric,
+                                          tracker=self.tracker)
+            recs = [self._in_world(rec, world) for rec, (_, world) in zip(recs, resolved)]
+        self.last_reconstruction = recs[-1]
         for job, rec in zip(jobs, recs):
             self._sink.publish_cloud(job, rec, perception.point_cloud(rec, spec))
         for job, rec in zip(jobs, recs):
@@ -216,3 +240,17 @@ class InferenceWorker:
             if wanted and not self._stop.is_set():
                 self._sink.publish_images(job, rec,
                                           perception.view_images(rec, spec.labels, 0, wanted))
+
+    def _in_world(self, rec, world):
+        """``rec`` in the configured world frame when TF gave its transform and the result is
+        metric (TF is in metres; model units cannot be placed in it)."""
+        frame = getattr(self._sensors, "world_frame", "")
+        if world is None or not frame:
+            return rec
+        if not rec.metric:
+            self._sensors.report(frame, "outputs stay in the camera's optical frame: the scale "
+                                        f"is unknown, so they cannot be placed in TF's metres "
+                                        f"({rec.scale_detail})")
+            return rec
+        return rec.transformed(world, frame)
+

@@ -101,7 +101,7 @@ def test_reconstruction_is_plain_data(rec):
     for f in dataclasses.fields(rec):
         value = getattr(rec, f.name)
         assert not isinstance(value, torch.nn.Module), f.name
-        assert isinstance(value, (torch.Tensor, Gaussians, list, tuple, float, str)), f.name
+        assert isinstance(value, (torch.Tensor, Gaussians, list, tuple, float, str, type(None))), f.name
 
 
 def test_render_at_an_input_view(perception, rec):
@@ -307,3 +307,32 @@ def test_pairs_of_different_resolutions(perception, sample):
     assert [tf.original_size for tf in rec.transforms] == [(CAM_W, CAM_H), (120, 90)]
     q = perception.query(rec, "wall", VOCAB, view=1, threshold=0.0)
     assert q.mask_original.shape == (90, 120)
+
+
+def test_a_transformed_reconstruction_renders_the_same_views(perception, rec):
+    """Expressed in another frame (a world frame from TF), the scene and both cameras move
+    together: every input view renders the same image, and the points moved rigidly."""
+    from transforms3d.euler import euler2mat
+
+    T = np.eye(4)
+    T[:3, :3] = euler2mat(0.3, -0.2, 1.1)
+    T[:3, 3] = [2.0, -1.0, 0.5]
+    moved = rec.transformed(T, "odom")
+    assert moved.frame == "odom" and rec.frame == ""
+    np.testing.assert_allclose(moved.pointmaps.numpy(),
+                               rec.pointmaps.numpy() @ T[:3, :3].T + T[:3, 3], atol=1e-5)
+    for view in (0, 1):
+        a = perception.render(rec, rec.intrinsics[view], rec.c2w[view], S, S)
+        b = perception.render(moved, moved.intrinsics[view], moved.c2w[view], S, S)
+        assert float((a.rgb - b.rgb).abs().max()) < 2e-3
+        assert float((a.depth - b.depth).abs().max()) < 2e-3
+
+
+def test_scaled_reconstruction_is_metric(rec):
+    metric = rec.scaled(2.5, "depth", "test")
+    assert metric.metric and metric.units == "m" and metric.scale == 2.5 and not rec.metric
+    np.testing.assert_allclose(metric.pointmaps.numpy(), 2.5 * rec.pointmaps.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(metric.gaussians.scales.numpy(), 2.5 * rec.gaussians.scales.numpy(),
+                               rtol=1e-6)
+    np.testing.assert_allclose(metric.c2w[1, :3, 3].numpy(), 2.5 * rec.c2w[1, :3, 3].numpy(),
+                               rtol=1e-6)

@@ -209,6 +209,7 @@ def test_an_image_pair_enters_the_node_once_per_image_and_crosses_five_ros_files
     entries = [c for c in calls if c[1] == "node.py" and c[3] != node_file]
     assert len(entries) == 2, entries  # one per image, from the subscription
     assert all(c[0] == threading.current_thread().name for c in entries)
-    files = {c[1] for c in calls if c[1] != "__init__.py"}
-    assert files <= {"node.py", "messages.py", "pairing.py", "worker.py", "publishing.py"}, files
+    # tf_buffer.py stands in for tf2_ros (not on PyPI): a library's work, not a stage of the trip
+    files = {c[1] for c in calls if c[1] not in ("__init__.py", "tf_buffer.py")}
+    assert files <= {"node.py", "messages.py", "inputs.py", "worker.py", "publishing.py"}, files
     assert len(files) <= 5

@@ -132,6 +132,18 @@ def test_node_stops_cleanly_on_sigterm(params_file, tmp_path):
 
 
 
+class _RunsCode:
+    """Unpickling this would run a shell command that creates ``marker``."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
 @pytest.mark.parametrize("kind,expected", [
     ("missing", "not found"),
     ("truncated", "truncated"),
@@ -140,7 +152,6 @@ def test_node_stops_cleanly_on_sigterm(params_file, tmp_path):
 ])
 def test_node_refuses_a_bad_checkpoint_and_says_why(params_file, tmp_path, kind, expected):
     import torch
-    from test_weights_loading import _RunsCode  # unpickling it would run a shell command
 
     path = tmp_path / f"{kind}.pt"
     if kind == "truncated":

@@ -55,7 +55,8 @@ def test_interfaces_are_a_dependency_and_importable(package_root):
     assert fields == {"success": "boolean", "message": "string",
                       "mask": "sensor_msgs/Image", "points": "sensor_msgs/PointCloud2",
                       "centroid": "geometry_msgs/Point", "extent": "geometry_msgs/Vector3",
-                      "score": "float", "header": "std_msgs/Header", "age": "double"}
+                      "score": "float", "header": "std_msgs/Header", "age": "double",
+                      "units": "string", "scale_source": "string"}
     assert query.Request.get_fields_and_field_types() == {
         "label": "string", "threshold": "float", "view": "int32"}
     assert query.Request().view == query.Request.VIEW_LATEST == -1

@@ -71,9 +71,12 @@ class RelativePose:
 class CameraEstimate:
     """Cameras of an image pair, in view 1's frame (all torch float32).
 
-    ``K`` (2, 3, 3) intrinsics of view 1 and view 2 (shared focal, centred principal points);
+    ``K`` (2, 3, 3) intrinsics of view 1 and view 2 (shared focal, centred principal points;
+    or the known intrinsics when they were given);
     ``c2w`` (2, 4, 4) camera-to-world poses with ``c2w[0]`` the identity;
-    ``focal`` scalar tensor, the shared focal in pixels;
+    ``focal`` scalar tensor, the shared focal in pixels (the known fx of view 1 when given);
+    ``focal_estimated``: the Weiszfeld estimate from the pointmaps, always computed (a
+    calibration sanity check when the intrinsics are known);
     ``direction``: which prediction gave the pose, ``"2_in_1"`` (PnP of view 2 against
     pts2_in_1) or ``"1_in_2"`` (PnP of view 1 against pts1_in_2, inverted);
     ``edge_confidence``: product of mean confidences of the chosen prediction (as PairViewer);
@@ -87,6 +90,7 @@ class CameraEstimate:
     edge_confidence: float
     num_inliers: int
     num_points: int
+    focal_estimated: float = float("nan")
 
     @property
     def inlier_ratio(self) -> float:
@@ -390,6 +394,7 @@ def recover_cameras(
     iterations: int = PNP_ITERATIONS,
     reprojection_error: float = PNP_REPROJECTION_ERROR_PX,
     refine_pose: bool = True,
+    intrinsics: Optional[Sequence[ArrayLike]] = None,
 ) -> CameraEstimate:
     """Intrinsics and poses of an image pair from DUSt3R-style pointmaps (view 1 = reference).
 
@@ -407,6 +412,8 @@ def recover_cameras(
     product of mean confidences is kept (PairViewer's rule); if one direction fails, the
     other is used.  ``min_conf`` / ``max_points`` select the PnP points and ``refine_pose``
     switches the pose polishing (see :func:`estimate_relative_pose`).
+    ``intrinsics``: known (K1, K2) in the pointmaps' pixels (e.g. from CameraInfo); PnP then
+    uses them, and the focal is still estimated, into ``focal_estimated`` only.
     Raises :class:`CameraRecoveryError`.
     """
     p11 = _pointmap(pts1_in_1, "pts1_in_1", batched=False)
@@ -428,9 +435,18 @@ def recover_cameras(
     own_frame = [p11[None]] + ([p22[None]] if p22 is not None else [])
     own_conf = [c1] + ([c22] if p22 is not None else [])
     own_weights = [_focal_weights(c, weight_focal_by_conf, min_conf) for c in own_conf]
-    focal = estimate_focal(own_frame, own_weights, pixel_center=pixel_center)[0]
-    K1 = intrinsics_from_focal(focal.double(), H1, W1)
-    K2 = intrinsics_from_focal(focal.double(), H2, W2)
+    focal_estimated = estimate_focal(own_frame, own_weights, pixel_center=pixel_center)[0]
+    if intrinsics is None:
+        focal = focal_estimated
+        K1 = intrinsics_from_focal(focal.double(), H1, W1)
+        K2 = intrinsics_from_focal(focal.double(), H2, W2)
+    else:
+        K1, K2 = (as_tensor(K, "intrinsics").detach().to("cpu", torch.float64) for K in intrinsics)
+        for K in (K1, K2):
+            if K.shape != (3, 3) or not torch.isfinite(K).all() or K[0, 0] <= 0 or K[1, 1] <= 0:
+                raise CameraRecoveryError(f"known intrinsics must be finite (3, 3) with positive "
+                                          f"focal lengths, got {K.tolist()}")
+        focal = K1[0, 0].to(torch.float32)
 
     pnp_kwargs = dict(
         min_conf=min_conf,
@@ -468,6 +484,7 @@ def recover_cameras(
         edge_confidence=float(score),
         num_inliers=rel.num_inliers,
         num_points=rel.num_points,
+        focal_estimated=float(focal_estimated),
     )
 
 

@@ -10,7 +10,9 @@ Files in the target folder:
   and units,
 * ``manifest.json``, written last: every file with its size, and ``"complete": true``.
 
-Everything is in the reference view's optical frame, in model units (up to scale).
+Everything is in the result's frame (the reference view's optical frame, or the world
+frame it was placed in) and in its units (metres when a sensor gave the scale, else model
+units up to an unknown scale); cameras.json says which.
 
 Crash safety: a scene is written into a hidden ``.<name>.partial-*`` folder and renamed to
 its final name only when every file is on disk (fsync), so a save killed at any moment
@@ -27,16 +29,19 @@ import tempfile
 from pathlib import Path
 from typing import Dict
 
-from ..results import UNITS, PointCloud, Reconstruction
+from ..results import PointCloud, Reconstruction
 from .ply import save_gaussians_ply, save_labelled_points_ply
 
 
 def cameras_record(rec: Reconstruction, labels, stamp: float, frame_id: str) -> Dict:
     """JSON-ready description of the two estimated cameras."""
     return {
-        "frame_id": frame_id,
+        "frame_id": rec.frame or frame_id,
         "stamp": stamp,
-        "units": UNITS,
+        "units": rec.units,
+        "scale_m_per_model_unit": rec.scale,
+        "scale_source": rec.scale_source,
+        "scale_detail": rec.scale_detail,
         "c2w": rec.c2w.cpu().numpy().astype(float).tolist(),
         "intrinsics": rec.intrinsics_original().tolist(),
         "image_sizes_wh": rec.image_sizes().tolist(),

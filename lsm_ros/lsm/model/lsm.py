@@ -143,15 +143,22 @@ class LSM(nn.Module):
     # ------------------------------------------------------------------ forward
     def forward(self, img1: torch.Tensor, img2: torch.Tensor, symmetric: bool = False) -> LSMOutput:
         """img1, img2: (B,3,S,S) RGB in [0,1]."""
-        check_pair(img1, img2, self.config.encoder.patch_size)
+        geo, sem = self.geometry(img1, img2, symmetric)
         B, _, H, W = img1.shape
-        x1, x2 = normalise_images(img1), normalise_images(img2)
-        geo = self.dust3r(x1, x2, symmetric=symmetric) if symmetric else self.dust3r(x1, x2)
-
-        sem = self.lseg_feature_extractor(torch.cat([x1, x2], dim=0))  # (2B, D, H/2, W/2)
         points = torch.stack([geo.pts1, geo.pts2], dim=1).detach().reshape(B, 2 * H * W, 3)
         gaussians = self.gaussians_from_points(points, img1, img2, geo.enc_tokens, sem)
         return LSMOutput(geo.pts1, geo.pts2, geo.conf1, geo.conf2, gaussians, sem, geo)
+
+    def geometry(self, img1: torch.Tensor, img2: torch.Tensor, symmetric: bool = False):
+        """Steps 1-2 of the forward pass: the geometry backbone's output (pointmaps,
+        confidences, encoder tokens; the swapped prediction too when ``symmetric``) and the
+        2-D semantic features (2B, D, S/2, S/2). With :meth:`gaussians_from_points` this is
+        the whole forward pass, split so that measured depth can replace predicted points."""
+        check_pair(img1, img2, self.config.encoder.patch_size)
+        x1, x2 = normalise_images(img1), normalise_images(img2)
+        geo = self.dust3r(x1, x2, symmetric=symmetric) if symmetric else self.dust3r(x1, x2)
+        sem = self.lseg_feature_extractor(torch.cat([x1, x2], dim=0))  # (2B, D, H/2, W/2)
+        return geo, sem
 
     def gaussians_from_points(self, points: torch.Tensor, img1: torch.Tensor, img2: torch.Tensor,
                               enc_tokens: torch.Tensor, sem: torch.Tensor):

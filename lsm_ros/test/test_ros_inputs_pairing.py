@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from lsm_ros.pairing import ApproximateTimePairer, MonoKeyframer
+from lsm_ros.inputs import ApproximateTimePairer, MonoKeyframer
 
 
 def test_pairs_images_within_slop_and_uses_each_once():
