@@ -99,6 +99,9 @@ def reconstruct_pairs(model, pairs: Sequence[Tuple[object, object]],
             images = tuple(check_rgb(image) for image in pairs[i])
             decision, fusion_depth = _decide(sensors[i], images, depth, geo, i, cams, tfs[i],
                                              metric, tracker)
+        if decision is not None and decision.value is not None:
+            cams = _known_pose(cams, sensors[i], decision.value)
+            cameras[-1] = cams
         decisions.append(decision)
         fractions = (0.0, 0.0)
         if (decision is not None and decision.value is not None
@@ -176,6 +179,23 @@ def _decide(sensors: PairSensors, images, depth, geo, i: int, cams, tfs, metric:
     if not estimates:
         estimates["none"] = ScaleEstimate("none", None, detail="no scale sensor for this pair")
     return decide_scale(metric, estimates, tracker), tuple(fusion_depth)
+
+
+def _known_pose(cams, sensors: PairSensors, scale: float):
+    """With a metric scale, a relative pose the sensors know (TF between the cameras,
+    odometry, a rectified rig's baseline) replaces the estimated one: it is exact where the
+    network's is a few degrees off, and it places view 1's measured depth correctly."""
+    if sensors.relative_pose is not None:
+        pose, source = np.asarray(sensors.relative_pose, np.float64).copy(), sensors.pose_source
+    elif sensors.rectified_baseline is not None:
+        pose, source = np.eye(4), "rectified stereo rig"
+        pose[0, 3] = sensors.rectified_baseline
+    else:
+        return cams
+    pose[:3, 3] /= scale  # metres -> model units, as every other length of the pair
+    c2w = cams.c2w.clone()
+    c2w[1] = torch.from_numpy(pose).to(c2w.dtype)
+    return dataclasses.replace(cams, c2w=c2w, status=f"{cams.status}; pose from {source}")
 
 
 def _fuse(points: torch.Tensor, i: int, depth, cams, scale: float) -> Tuple[float, float]:

@@ -28,8 +28,8 @@ if TYPE_CHECKING:  # annotations only: this module needs no torch to import
     from .preprocess import ImageTransform
 
 LABEL_NONE = 255  # label id of camera pixels the model did not see (outside its crop)
-UNITS = "model units (metric only up to an unknown global scale)"
-METRES = "m"
+UNITS = "model units"  # metric only up to an unknown global scale (an image pair alone)
+METRES = "m"  # once a sensor-given scale was applied (see lsm.metric)
 
 
 @dataclass(eq=False)  # identity semantics: a reconstruction is one event, not a value
@@ -46,7 +46,7 @@ class Reconstruction:
     focal: float = 0.0  # focal length of view 0, model pixels (known or estimated)
     camera_status: str = ""  # how the cameras were obtained (PnP or a fallback)
     focal_estimated: float = float("nan")  # the pointmaps' own focal, model pixels
-    units: str = UNITS  # METRES once a sensor-given scale was applied (see lsm.metric)
+    units: str = UNITS  # UNITS or METRES
     scale: Optional[float] = None  # metres per model unit applied to this result, if any
     scale_source: str = "none"  # stereo | depth | odometry | fixed | none
     scale_detail: str = ""  # how the scale was obtained, or why there is none
@@ -131,7 +131,7 @@ def _quaternion_product(q, r):
 
 @dataclass
 class PointCloud:
-    """A labelled cloud from both views' pointmaps, reference frame, :data:`UNITS`."""
+    """A labelled cloud from both views' pointmaps, in the reconstruction's frame and units."""
 
     points: np.ndarray  # (N, 3) float32
     colors: np.ndarray  # (N, 3) uint8 RGB
@@ -144,7 +144,8 @@ class PointCloud:
 @dataclass
 class ObjectBox:
     """An object (or all points of one class) as an axis-aligned box in the reference frame,
-    in :data:`UNITS`: centre = median of its points, size = their 2nd-98th percentile range."""
+    in the reconstruction's frame and units: centre = median of its points, size = their
+    2nd-98th percentile range."""
 
     label: str
     score: float  # in [0, 1]; what it means is said where the box is made

@@ -80,7 +80,9 @@ class TransformCache:
                 return
             stamps, samples = self._dynamic.setdefault(child, ([], deque()))
             i = bisect.bisect(stamps, stamp)
-            if i == len(stamps):
+            if i > 0 and stamps[i - 1] == stamp:  # the same sample again: keep the newest
+                samples[i - 1] = (t, q)
+            elif i == len(stamps):
                 stamps.append(stamp)
                 samples.append((t, q))
             else:  # out of order: rare, rebuild
@@ -137,8 +139,8 @@ class TransformCache:
             known = set(self._parent) | set(self._parent.values())
             for frame in (target, source):
                 if frame not in known:
-                    raise TransformError(f"frame {frame!r} is not in the TF tree (known: "
-                                         f"{sorted(known) or 'none yet'})")
+                    raise TransformError(f"frame {frame!r} is not in the TF tree "
+                                         f"({len(known)} frames known)")
             up_s, up_t = self._chain(source), self._chain(target)
             common = next((f for f in up_s if f in set(up_t)), None)
             if common is None:

@@ -64,3 +64,10 @@ def test_old_samples_leave_the_cache(cache):
     with pytest.raises(TransformError, match="extrapolate"):
         cache.lookup("odom", "base_link", 101.0)  # older than 10 s before the newest
     np.testing.assert_allclose(cache.lookup("odom", "base_link", 120.0)[:3, 3], [20, 0, 0])
+
+
+def test_a_sample_sent_again_replaces_itself(cache):
+    for _ in range(50):  # a publisher that repeats its samples (volatile /tf, late joiners)
+        cache.add("odom", "base_link", 102.0, (2.0, 0, 0), _xyzw(0.4))
+    stamps, samples = cache._dynamic["base_link"]
+    assert stamps == sorted(set(stamps)) and len(stamps) == 5
