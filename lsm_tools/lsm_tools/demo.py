@@ -1,13 +1,19 @@
 """``lsm_demo`` (``make demo``): the main job end to end, over real topics, into one folder.
 
 1. Renders a procedural indoor sequence (one room, a smooth camera path, with true depth,
-   classes and poses) at the camera resolution given by ``--size``.
+   classes and poses) at the camera resolution given by ``--size``, and simulates a robot
+   (lsm_tools.robot_sim): CameraInfo with every image and, in its own process, odometry on
+   /tf (odom -> camera optical frame); the node puts its outputs in ``odom``.
 2. **Pair mode**: starts ``lsm_node`` on the embedded model (or ``--checkpoint``) in its own
-   process, publishes ``--pairs`` image pairs (two "cameras": frames k and k+gap of the
-   path) on ``image_0``/``image_1``, waits for every output of each pair, and asks
+   process, publishes ``--pairs`` pairs of a rectified stereo rig (frame k of the path and
+   a second camera 12 cm to its right; the right CameraInfo holds the baseline, so the
+   scale comes from block matching), waits for every output of each pair, and asks
    ``/lsm/query`` for each ``--query`` label (a synonym such as "couch" included).
-3. **Mono mode**: restarts the node with ``mode:=mono`` and streams ``--mono-frames`` frames
-   of the path on one topic at ``--rate`` Hz; the node forms keyframe pairs itself.
+3. **Mono mode**: restarts the node with ``mode:=mono`` as an RGB-D camera (an aligned
+   depth topic: scale and geometry from the depth sensor) and streams ``--mono-frames``
+   frames of the path at ``--rate`` Hz; the node forms keyframe pairs itself.
+   ``--no-sensors``: neither CameraInfo, depth nor TF, and the pair-mode cameras are frames
+   k and k + gap of the path: the model alone, in model units.
 4. Calls ``~/save_scene`` and writes into ``--out``:
 
    * ``pair_NNN.png`` / ``mono_NNN.png``: inputs, rendered RGB, rendered depth, coloured labels
@@ -16,7 +22,10 @@
    * ``scene/``: the last reconstruction from ``~/save_scene`` (``gaussians.ply`` for 3DGS
      viewers, ``points.ply``, ``cameras.json``);
    * ``poses.json``: estimated vs true relative poses and focal lengths per reconstruction;
-   * ``summary.json`` and the printed summary: reconstructions, latency per pair, queries.
+   * ``summary.json`` and the printed summary: reconstructions, latency per pair, the
+     published depth against the true depth (scale error, AbsRel), queries (IoU with the
+     true pixels, centroid error in metres in odom against the true object's visible
+     points).
 
 Exit status 0 only when every reconstruction arrived with all outputs, every query was
 answered and every file was written; 1 otherwise (the node's log is printed).
@@ -38,7 +47,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from lsm_ros.diagnostics import diagnostic_values
-from lsm_ros.messages import imgmsg_to_array, pose_matrix, set_stamp, stamp_seconds
+from lsm_ros.messages import imgmsg_to_array, pose_matrix, stamp_seconds
 from lsm_tools.dds_env import loopback_dds_environment
 from lsm_tools.paths import config_file
 
@@ -68,6 +77,10 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                    "config/lsm.yaml of the package)")
     p.add_argument("--timeout", type=float, default=180.0,
                    help="seconds to wait for the node per step")
+    p.add_argument("--no-sensors", action="store_true",
+                   help="no CameraInfo, depth or TF: the model alone, in model units")
+    p.add_argument("--baseline", type=float, default=0.12,
+                   help="stereo rig baseline in metres (pair mode with sensors)")
     return p.parse_args(argv)
 
 
@@ -84,6 +97,7 @@ class ReceivedPair:
     queries: List[dict] = field(default_factory=list)
     n_points: int = 0
     pose: Optional[dict] = None  # pose_record(), filled at the end
+    depth: Optional[dict] = None  # depth_record(): published vs true depth
 
     @property
     def latency(self) -> float:
@@ -93,21 +107,22 @@ class ReceivedPair:
 class DemoClient:
     """rclpy side of the demo: image publishers, output subscriptions keyed by stamp."""
 
-    def __init__(self, topics: Sequence[str]) -> None:
+    def __init__(self, cameras: Sequence[str], depth: bool = False) -> None:
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from geometry_msgs.msg import PoseArray
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+        from lsm_tools.robot_sim import CameraPublisher
 
         self.node = rclpy.create_node("lsm_demo")
         # reliable publishers match the node's best-effort (sensor data) subscriptions too
-        qos = QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE)
-        self.pubs = [self.node.create_publisher(Image, t, qos) for t in topics]
+        self.cameras = [CameraPublisher(self.node, c, depth=depth) for c in cameras]
         types = {"points": PointCloud2, "poses": PoseArray, "camera_info": CameraInfo}
         self.by_stamp: Dict[float, Dict[str, object]] = defaultdict(dict)
         self.arrived: Dict[float, float] = {}
         self.diagnostics = None
+        self.diagnostics_at = 0.0
         self._subs = [self.node.create_subscription(
             types.get(name, Image), f"/lsm_node/{name}",
             lambda msg, n=name: self._keep(n, msg), 10) for name in OUTPUTS]
@@ -122,6 +137,7 @@ class DemoClient:
 
     def _keep_diagnostics(self, msg) -> None:
         self.diagnostics = msg
+        self.diagnostics_at = time.monotonic()
 
     def spin(self, seconds: float) -> None:
         import rclpy
@@ -142,13 +158,11 @@ class DemoClient:
             rclpy.spin_once(self.node, timeout_sec=0.05)
         return False
 
-    def publish(self, camera: int, rgb: np.ndarray, stamp: float, frame_id: str) -> None:
-        from lsm_ros.messages import array_to_imgmsg
-
-        msg = array_to_imgmsg(np.ascontiguousarray(rgb), "rgb8")
-        set_stamp(msg, stamp)
-        msg.header.frame_id = frame_id
-        self.pubs[camera].publish(msg)
+    def publish(self, camera: int, view, stamp: float, frame_id: str, baseline: float = 0.0,
+                depth: bool = False) -> None:
+        """The view's image with its CameraInfo (and depth image when ``depth``)."""
+        self.cameras[camera].publish(view.image, view.K, stamp, frame_id,
+                                     depth=view.depth if depth else None, baseline=baseline)
 
     def model_state(self) -> str:
         if self.diagnostics is None:
@@ -158,7 +172,7 @@ class DemoClient:
     def wait_until_ready(self, timeout: float, proc) -> None:
         """Until the node subscribes to our topics and reports its model loaded."""
         end = time.monotonic() + timeout
-        while (any(p.get_subscription_count() == 0 for p in self.pubs)
+        while (any(not c.subscribed() for c in self.cameras)
                or not self.model_state().startswith("ready")):
             if proc.poll() is not None:
                 raise RuntimeError(f"lsm_node exited with status {proc.returncode}")
@@ -194,7 +208,8 @@ def pose_record(rec: ReceivedPair, frames) -> dict:
     """Estimated vs true pose of the second view in the reference view's frame."""
     from lsm.geometry.pose_metrics import relative_pose_errors
 
-    est = pose_matrix(rec.messages["poses"].poses[1])
+    poses = rec.messages["poses"].poses  # in odom with sensors, else in view 0's frame
+    est = np.linalg.inv(pose_matrix(poses[0])) @ pose_matrix(poses[1])
     ref, other = frames[rec.frames[0]], frames[rec.frames[1]]
     true = np.linalg.inv(ref.c2w) @ other.c2w
     rot, direction = (float(np.asarray(e).reshape(-1)[0]) for e in relative_pose_errors(est, true))
@@ -209,10 +224,43 @@ def pose_record(rec: ReceivedPair, frames) -> dict:
     }
 
 
-def query_record(label: str, response, truth_labels: np.ndarray, class_names) -> dict:
-    """One query's answer; IoU against the true pixels when the label names a scene class."""
+def depth_record(rec: ReceivedPair, frames) -> dict:
+    """The published (rendered) depth of the reference view against its true depth: the
+    median ratio's error (the scale error) and AbsRel, on pixels both have."""
+    depth = imgmsg_to_array(rec.messages["depth"]).astype(np.float64)
+    true = frames[rec.frames[0]].depth
+    ok = np.isfinite(depth) & (depth > 0) & np.isfinite(true) & (true > 0)
+    values = _diagnostics_of(rec)
+    units = values.get("units", "?")
+    return {"units": units if units == "m" else "model units",
+            "scale_source": values.get("scale source", "").split(";")[0],
+            "scale_error": float(np.median(depth[ok] / true[ok]) - 1.0),
+            "abs_rel": float(np.mean(np.abs(depth[ok] - true[ok]) / true[ok]))}
+
+
+def _diagnostics_of(rec: ReceivedPair) -> dict:
+    return dict(rec.messages.get("diagnostics_values", {}))
+
+
+def true_class_centroid(view, class_id: int) -> Optional[np.ndarray]:
+    """Median of the true world (odom) points of the class's pixels in ``view``."""
+    sel = (view.labels == class_id) & np.isfinite(view.depth) & (view.depth > 0)
+    if not sel.any():
+        return None
+    v, u = np.nonzero(sel)
+    z = view.depth[sel]
+    cam = np.stack([(u + 0.5 - view.K[0, 2]) / view.K[0, 0] * z,
+                    (v + 0.5 - view.K[1, 2]) / view.K[1, 1] * z, z, np.ones_like(z)], -1)
+    return np.median((cam @ view.c2w.T)[:, :3], axis=0)
+
+
+def query_record(label: str, response, view, class_names) -> dict:
+    """One query's answer; IoU against the true pixels when the label names a scene class,
+    and, for a metric answer in odom, the centroid's distance to the true class centroid."""
+    truth_labels = view.labels
     out = {"label": label, "success": bool(response.success), "message": response.message,
-           "score": float(response.score)}
+           "score": float(response.score), "units": response.units,
+           "frame": response.header.frame_id}
     name = TRUE_CLASS_OF.get(label.strip().lower(), label.strip().lower())
     mask = None
     if response.success:
@@ -226,6 +274,10 @@ def query_record(label: str, response, truth_labels: np.ndarray, class_names) ->
         out["true_pixels"] = int(truth.sum())
         if mask is not None and (mask | truth).any():
             out["iou"] = float((mask & truth).sum() / (mask | truth).sum())
+        centroid = true_class_centroid(view, class_names.index(name))
+        if response.success and centroid is not None and response.units == "m" \
+                and response.header.frame_id == "odom":
+            out["centroid_error_m"] = float(np.linalg.norm(np.asarray(out["centroid"]) - centroid))
     return out, mask
 
 
@@ -299,6 +351,8 @@ class Demo:
         ros_args = ["-p", f"mode:={mode}", "-p", f"image_topics:=[{','.join(topics)}]",
                     "-p", "queue_size:=20",
                     "-p", f"save_directory:={self.out.resolve()}", *extra]
+        if not self.args.no_sensors:
+            ros_args += ["-p", "world_frame:=odom", "-p", "odom_frame:=odom"]
         if self.args.checkpoint:
             ros_args += ["-p", f"checkpoint:={self.args.checkpoint}"]
         self.say(f"starting lsm_node ({mode} mode, log {log})")
@@ -308,11 +362,11 @@ class Demo:
         from lsm_tools.process import call_query
 
         masks = {}
-        truth = frames[rec.frames[0]].labels
+        view = frames[rec.frames[0]]
         for label in self.args.query:
             r = call_query(client.node, label, server_process=proc, timeout=self.args.timeout,
                            service="/lsm/query")
-            q, mask = query_record(label, r, truth, class_names)
+            q, mask = query_record(label, r, view, class_names)
             rec.queries.append(q)
             masks[label] = mask
         name = f"{rec.mode}_{sum(r.mode == rec.mode for r in self.results):03d}"
@@ -320,6 +374,8 @@ class Demo:
         rec.n_points = write_cloud(self.out / f"{name}_points.ply", rec.messages["points"])
         answers = ", ".join(
             f"{q['label']}: " + (f"score {q['score']:.2f}" + (f", IoU {q['iou']:.2f}" if "iou" in q else "")
+                                 + (f", centroid off by {q['centroid_error_m']:.2f} m"
+                                    if "centroid_error_m" in q else "")
                                  if q["success"] else "no match") for q in rec.queries)
         self.say(f"  {name}: {rec.n_points} points, latency {rec.latency:.2f} s; {answers}")
         self.results.append(rec)
@@ -329,23 +385,53 @@ class Demo:
             key = round(rec.stamp, 6)
             rec.messages = dict(client.by_stamp[key])
             rec.received_at = client.arrived[key]
+        end = time.monotonic() + 2.5  # /diagnostics (1 Hz) after the last of them
+        while client.diagnostics_at <= max(r.received_at for r in recs) and time.monotonic() < end:
+            client.spin(0.05)
+        for rec in recs:
+            if client.diagnostics is not None:
+                rec.messages["diagnostics_values"] = diagnostic_values(client.diagnostics)
 
-    def run_pair_mode(self, frames, class_names) -> None:
+    def odometry(self, stamps: Sequence[float], views, frame_id: str):
+        """A separate process publishing odom -> ``frame_id`` for ``stamps`` (robot_sim)."""
+        import subprocess
+
+        from lsm_tools.robot_sim import save_poses
+
+        path = Path(tempfile.mkdtemp(prefix="lsm_demo_tf_")) / "poses.npz"
+        save_poses(path, stamps, [v.c2w for v in views], "odom", frame_id)
+        return subprocess.Popen([sys.executable, "-m", "lsm_tools.robot_sim", "tf", str(path)],
+                                env=self.env)
+
+    def run_pair_mode(self, frames, class_names, room) -> None:
         from lsm_tools.process import stop_process
 
         a = self.args
-        proc = self.start_node("pair", ["/demo/cam0/image", "/demo/cam1/image"])
-        client = DemoClient(["/demo/cam0/image", "/demo/cam1/image"])
+        sensors = not a.no_sensors
+        starts = np.linspace(0, len(frames) - 1 - a.gap, a.pairs).round().astype(int)
+        stamps = [1000.0 + i for i in range(len(starts))]
+        odometry = self.odometry(stamps, [frames[k] for k in starts], "left_optical") \
+            if sensors else None
+        proc = self.start_node("pair", ["/demo/left/image", "/demo/right/image"])
+        client = DemoClient(["/demo/left", "/demo/right"])
         try:
             client.wait_until_ready(a.timeout, proc)
             self.say("lsm_node is ready (model loaded)")
-            starts = np.linspace(0, len(frames) - 1 - a.gap, a.pairs).round().astype(int)
+            if sensors:
+                client.spin(1.5)  # the node's TF buffer receives the odometry
             for i, k in enumerate(starts):
-                stamp = 1000.0 + i
-                rec = ReceivedPair("pair", (int(k), int(k + a.gap)), stamp, time.monotonic())
-                client.publish(0, frames[k].image, stamp, "cam0_optical")
-                client.publish(1, frames[k + a.gap].image, stamp + 0.001, "cam1_optical")
-                self.say(f"pair mode: published pair {i + 1}/{a.pairs} (frames {k}, {k + a.gap})")
+                stamp = stamps[i]
+                if sensors:  # a rectified rig: the second camera a.baseline to the right
+                    frames.append(_partner(room, frames[k], a.baseline))
+                    other = len(frames) - 1
+                else:
+                    other = int(k + a.gap)
+                rec = ReceivedPair("pair", (int(k), other), stamp, time.monotonic())
+                client.publish(0, frames[k], stamp, "left_optical")
+                client.publish(1, frames[other], stamp + 0.001, "right_optical",
+                               baseline=a.baseline if sensors else 0.0)
+                what = f"frame {k} and its stereo partner" if sensors else f"frames {k}, {other}"
+                self.say(f"pair mode: published pair {i + 1}/{a.pairs} ({what})")
                 if not client.wait_for([stamp], a.timeout, proc):
                     self.problems.append(f"pair {i}: outputs missing after {a.timeout} s")
                     continue
@@ -355,6 +441,9 @@ class Demo:
         finally:
             client.destroy()
             code = stop_process(proc)
+            if odometry is not None:
+                odometry.kill()
+                odometry.wait()
             if code != 0:
                 self.problems.append(f"lsm_node (pair mode) exited with status {code}")
 
@@ -362,20 +451,27 @@ class Demo:
         from lsm_tools.process import stop_process
 
         a = self.args
+        sensors = not a.no_sensors
         n = min(a.mono_frames, len(frames))
-        proc = self.start_node("mono", ["/demo/camera/image"], [
-            "-p", f"keyframe_interval:={a.keyframe_interval}",
-            "-p", "keyframe_min_seconds:=0.0"])
-        client = DemoClient(["/demo/camera/image"])
+        stamps = [2000.0 + i / a.rate for i in range(n)]
+        odometry = self.odometry(stamps, frames[:n], "camera_optical") if sensors else None
+        extra = ["-p", f"keyframe_interval:={a.keyframe_interval}",
+                 "-p", "keyframe_min_seconds:=0.0", "-p", "keyframe_min_translation:=0.0"]
+        if sensors:
+            extra += ["-p", "depth_topics:=[/demo/camera/depth]"]
+        proc = self.start_node("mono", ["/demo/camera/image"], extra)
+        client = DemoClient(["/demo/camera"], depth=sensors)
         try:
             client.wait_until_ready(a.timeout, proc)
             self.say("lsm_node is ready (model loaded)")
-            stamps = [2000.0 + i / a.rate for i in range(n)]
+            if sensors:
+                client.spin(1.5)  # the node's TF buffer receives the odometry
             self.say(f"mono mode: streaming {n} frames at {a.rate:g} Hz "
-                     f"(keyframe every {a.keyframe_interval} frames)")
+                     f"(keyframe every {a.keyframe_interval} frames"
+                     + (", with an aligned depth image)" if sensors else ")"))
             sent = {}
             for i in range(n):
-                client.publish(0, frames[i].image, stamps[i], "camera_optical")
+                client.publish(0, frames[i], stamps[i], "camera_optical", depth=sensors)
                 sent[i] = time.monotonic()
                 client.spin(1.0 / a.rate)
             # keyframes: frame 0, then every keyframe_interval-th; each new one is the reference
@@ -399,6 +495,9 @@ class Demo:
         finally:
             client.destroy()
             code = stop_process(proc)
+            if odometry is not None:
+                odometry.kill()
+                odometry.wait()
             if code != 0:
                 self.problems.append(f"lsm_node (mono mode) exited with status {code}")
 
@@ -429,10 +528,22 @@ class Demo:
             if poses else None,
             "translation_direction_error_deg_median": float(np.median(
                 [p["translation_direction_error_deg"] for p in poses])) if poses else None,
+            "depth": [dict(r.depth, mode=r.mode, frames=list(r.frames)) for r in self.results
+                      if r.depth is not None],
             "queries": queries,
             "problems": self.problems,
             "output_folder": str(self.out.resolve()),
         }
+
+
+def _partner(room, view, baseline: float):
+    """The view of a camera ``baseline`` m to the right of ``view`` (a rectified rig)."""
+    from lsm_train.data.procedural import render_view
+
+    shift = np.eye(4)
+    shift[0, 3] = baseline
+    c2w = view.c2w @ shift
+    return render_view(room, view.K, c2w, view.image.shape[:2]).to_view(view.K, c2w)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -443,16 +554,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     import rclpy
 
     from lsm.specs import DEFAULT_LABELS
-    from lsm_train.data.procedural import generate_sequence
+    from lsm_train.data.procedural import generate_room, generate_sequence
 
     class_names = list(DEFAULT_LABELS)
     n_frames = max(args.mono_frames, (args.gap + 1) if args.pairs else 1, 2)
     demo.say(f"rendering a procedural sequence: seed {args.seed}, {n_frames} frames of {w}x{h}")
     frames = generate_sequence(args.seed, n_frames, size=(h, w))
+    room = generate_room(args.seed)  # the sequence's room (stereo partners are rendered in it)
     rclpy.init(args=[])
     try:
         if args.pairs:
-            demo.run_pair_mode(frames, class_names)
+            demo.run_pair_mode(frames, class_names, room)
         if args.mono_frames:
             demo.run_mono_mode(frames, class_names)
     except (TimeoutError, RuntimeError) as exc:
@@ -462,6 +574,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     for rec in demo.results:
         rec.pose = pose_record(rec, frames)
+        rec.depth = depth_record(rec, frames)
     (demo.out / "poses.json").write_text(json.dumps([r.pose for r in demo.results], indent=2))
     summary = demo.summary()
     (demo.out / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -489,10 +602,16 @@ def print_summary(summary: dict, demo: Demo) -> None:
               f"max {summary['latency_s']['max']:.2f} s")
         print(f"relative pose vs truth (median): rotation {summary['rotation_error_deg_median']:.1f} deg, "
               f"translation direction {summary['translation_direction_error_deg_median']:.1f} deg")
+    for d in summary["depth"]:
+        print(f"published depth vs truth ({d['mode']} frames {d['frames']}, {d['units']}): scale "
+              f"error {100 * d['scale_error']:+.1f} %, AbsRel {d['abs_rel']:.3f} "
+              f"[{d['scale_source']}]")
     for q in summary["queries"]:
         iou = f", IoU with the true '{q['true_class']}' pixels {q['iou']:.2f}" if "iou" in q else ""
-        what = f"score {q['score']:.2f}, {q.get('mask_pixels', 0)} mask pixels{iou}" if q["success"] \
-            else q["message"]
+        where = (f", centroid {q['centroid_error_m']:.2f} m from the true one in odom"
+                 if "centroid_error_m" in q else "")
+        what = f"score {q['score']:.2f}, {q.get('mask_pixels', 0)} mask pixels{iou}{where}" \
+            if q["success"] else q["message"]
         print(f"query {q['label']!r} ({q['mode']} frames {q['frames']}): {what}")
     print(f"files: {summary['output_folder']} (panels *.png, clouds *_points.ply, scene/gaussians.ply, "
           "poses.json, summary.json)")
