@@ -99,7 +99,7 @@ fi
 # 3. Our interfaces (rosidl + CMake through scikit-build-core; ~15 s on 2 cores).
 H="$(hash_of lsm_ros_interfaces/package.xml lsm_ros_interfaces/CMakeLists.txt \
       lsm_ros_interfaces/cmake/ros_wheels.cmake lsm_ros_interfaces/pyproject.toml \
-      lsm_ros_interfaces/srv/*.srv)"
+      lsm_ros_interfaces/srv/*.srv lsm_ros_interfaces/msg/*.msg)"
 if ! up_to_date interfaces "$H" || ! "$VPY" -c 'import lsm_ros_interfaces.srv' 2>/dev/null; then
   log "building lsm_ros_interfaces"
   "${PIP[@]}" "${CONSTRAINT[@]}" --no-build-isolation --no-deps --force-reinstall \

@@ -231,6 +231,37 @@ class Perception:
                 out.rendered = tf.to_original(rgb.astype(np.uint8), nearest=False, fill=0)
         return out
 
+    # ------------------------------------------------------------------ maps
+    def map_points(self, rec: Reconstruction):
+        """What a map fuses of ``rec``: every Gaussian's centre (rec's frame and units), the
+        colour of its pixel (uint8), its semantic feature (F) and its pointmap confidence."""
+        points = rec.gaussians.means.detach().cpu().numpy()
+        colors = np.clip(np.round(rec.images.reshape(-1, 3).numpy() * 255), 0, 255).astype(np.uint8)
+        features = rec.gaussians.features.detach().cpu().numpy()
+        return points, colors, features, rec.confidence.reshape(-1).numpy()
+
+    def feature_relevance(self, features: np.ndarray, label: str, vocabulary: Sequence[str],
+                          temperature: float = TEMPERATURE,
+                          synonym_similarity: float = SYNONYM_SIMILARITY) -> np.ndarray:
+        """Relevance in [0, 1] of per-point semantic features (V, F) (e.g. a map's voxels)
+        to ``label`` against ``vocabulary``, as :meth:`query` scores Gaussians."""
+        q = self.text_embeddings([label])[0]
+        synonyms, negatives = split_vocabulary(label, q, vocabulary, self.text_embeddings,
+                                               synonym_similarity)
+        texts = torch.cat([q[None], self.text_embeddings(synonyms + negatives)]) \
+            if synonyms or negatives else q[None]
+        f = torch.from_numpy(np.ascontiguousarray(features, np.float32)).to(self.device)
+        with torch.no_grad():
+            sims = self.model.point_text_similarity(f, texts)
+        return relevance(sims, 1 + len(synonyms), temperature).cpu().numpy()
+
+    def feature_labels(self, features: np.ndarray, labels: Sequence[str]) -> np.ndarray:
+        """Best label index per feature (V, F) -> (V,) int64."""
+        f = torch.from_numpy(np.ascontiguousarray(features, np.float32)).to(self.device)
+        with torch.no_grad():
+            sims = self.model.point_text_similarity(f, self.text_embeddings(labels))
+        return sims.argmax(-1).cpu().numpy()
+
     # ------------------------------------------------------------------ queries
     def query(self, rec: Reconstruction, label: str, vocabulary: Sequence[str], view: int = 0,
               threshold: float = 0.5, min_confidence: float = 1.0,

@@ -1,0 +1,81 @@
+"""The semantic voxel map (lsm.mapping): fusion, bounded memory, instances, save/load."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lsm.mapping import VoxelMap, voxel_keys
+
+
+def _box(center, size, n, rng, feature, dim=4):
+    pts = center + (rng.random((n, 3)) - 0.5) * size
+    feats = np.tile(feature, (n, 1)).astype(np.float32)
+    return pts, np.full((n, 3), 128, np.uint8), feats, np.ones(n, np.float32)
+
+
+def _relevance(features):  # relevance = first feature channel (a stand-in for text similarity)
+    return np.clip(features[:, 0], 0, 1)
+
+
+def test_fusion_averages_by_confidence_and_counts_observations():
+    m = VoxelMap(voxel_size=1.0, max_voxels=10, feature_dim=2)
+    pts = np.array([[0.2, 0.2, 0.2], [0.4, 0.4, 0.4]])
+    m.integrate(pts, np.array([[0, 0, 0], [200, 200, 200]], np.uint8),
+                np.array([[1.0, 0.0], [0.0, 1.0]], np.float32), np.array([1.0, 3.0]), 5.0)
+    m.integrate(pts[:1], np.array([[100, 100, 100]], np.uint8), np.array([[1.0, 0.0]], np.float32),
+                np.array([4.0]), 6.0)
+    data = m.snapshot()
+    assert len(m) == 1 and data["count"][0] == 2 and data["weight"][0] == 8.0
+    np.testing.assert_allclose(data["feature"][0], [(1 + 0 + 4) / 8, 3 / 8], rtol=1e-6)
+    np.testing.assert_allclose(data["position"][0], (0.2 * 1 + 0.4 * 3 + 0.2 * 4) / 8, rtol=1e-6)
+    assert data["last_seen"][0] == 6.0
+
+
+def test_memory_is_bounded_and_the_stalest_voxels_go_first():
+    m = VoxelMap(voxel_size=0.1, max_voxels=1000, feature_dim=2)
+    rng = np.random.default_rng(0)
+    for t in range(30):
+        pts = rng.random((400, 3)) * 0.5 + [t * 1.0, 0, 0]  # a new place every update
+        touched = m.integrate(pts, np.zeros((400, 3), np.uint8), np.zeros((400, 2), np.float32),
+                              np.ones(400, np.float32), float(t))
+        assert len(m) <= 1000
+    assert m.evicted > 0
+    seen = m.snapshot()["last_seen"]
+    assert (seen == 29.0).sum() == touched  # the newest place is whole
+    assert seen.min() >= 20.0  # ~125 voxels a place: only the newest places remain
+
+
+def test_instances_split_objects_and_rank_them():
+    rng = np.random.default_rng(1)
+    m = VoxelMap(voxel_size=0.05, max_voxels=50000, feature_dim=2)
+    for center, relevance in (((0, 0, 0), 0.9), ((2, 0, 0), 0.7), ((0, 3, 0), 0.1)):
+        m.integrate(*_box(np.array(center, float), 0.4, 4000, rng, [relevance, 0.0]), 1.0)
+    found, best = m.instances(_relevance, "mug", threshold=0.5)
+    assert best == pytest.approx(0.9, abs=1e-6)
+    assert [round(i.score, 2) for i in found] == [0.9, 0.7]
+    np.testing.assert_allclose(found[0].centroid, [0, 0, 0], atol=0.05)
+    np.testing.assert_allclose(found[1].centroid, [2, 0, 0], atol=0.05)
+    assert np.all(np.abs(found[0].extent - 0.4) < 0.06) and found[0].voxel_count > 100
+    top = m.instances(_relevance, "mug", threshold=0.5, max_instances=1)[0]
+    assert len(top) == 1 and np.allclose(top[0].centroid, found[0].centroid)
+    none, best_none = m.instances(_relevance, "x", threshold=0.95)
+    assert none == [] and best_none == pytest.approx(0.9, abs=1e-6)
+
+
+def test_save_and_load_give_the_same_instances(tmp_path):
+    rng = np.random.default_rng(2)
+    m = VoxelMap(voxel_size=0.05, max_voxels=20000, feature_dim=2, frame="odom")
+    m.integrate(*_box(np.array([1.0, 1.0, 0.5]), 0.3, 3000, rng, [0.8, 0.2]), 3.0)
+    m.save(tmp_path / "map", ["mug", "wall"])
+    loaded = VoxelMap.load(tmp_path / "map")
+    assert loaded.frame == "odom" and loaded.voxel_size == 0.05 and len(loaded) == len(m)
+    a, _ = m.instances(_relevance, "mug")
+    b, _ = loaded.instances(_relevance, "mug")
+    assert len(a) == len(b) == 1
+    np.testing.assert_allclose(a[0].centroid, b[0].centroid, atol=1e-6)
+    assert a[0].voxel_count == b[0].voxel_count
+
+
+def test_voxel_keys_are_unique_per_cell():
+    ijk = np.array([[0, 0, 0], [0, 0, 1], [0, 1, 0], [1, 0, 0], [-1, -1, -1], [5, -7, 9]])
+    assert len(set(voxel_keys(ijk).tolist())) == len(ijk)
