@@ -11,7 +11,7 @@ amortised over that many insertions), so memory is bounded and fixed at construc
 
 :meth:`VoxelMap.instances` turns the voxels matching a query into objects: connected
 components of the matching voxels (26-neighbourhood, gaps of ``link`` voxels bridged), each
-with centroid, axis-aligned and oriented boxes, score, size and last seen.
+with centroid (centre of its axis-aligned box), axis-aligned and oriented boxes, score, size and last seen.
 
 Plain numpy; the text similarity is passed in (``Perception.point_similarity_of_features``).
 """
@@ -40,7 +40,8 @@ class MapInstance:
 
     label: str
     score: float  # mean relevance of its voxels, in [0, 1]
-    centroid: np.ndarray  # (3,) median of its voxel centres
+    centroid: np.ndarray  # (3,) centre of its axis-aligned box (not a median: a map sees
+    # objects from above and from the near side, so its voxels crowd there)
     extent: np.ndarray  # (3,) axis-aligned size (2nd-98th percentile range)
     box_center: np.ndarray  # (3,) oriented box (principal axes of its voxels)
     box_rotation: np.ndarray  # (3, 3) columns = box axes
@@ -67,15 +68,18 @@ class VoxelMap:
         self.count = np.zeros(n, np.int32)  # reconstructions that observed it
         self.last_seen = np.zeros(n, np.float64)
         self.used = np.zeros(n, bool)
-        self._slot: Dict[int, int] = {}  # voxel key -> slot
-        self._key = np.zeros(n, np.int64)
-        self._free: List[int] = list(range(n - 1, -1, -1))
+        self._key = np.zeros(n, np.int64)  # key of the voxel in each slot
+        # the index: keys of the used slots, sorted, and their slots (vectorised lookups)
+        self._index_keys = np.zeros(0, np.int64)
+        self._index_slots = np.zeros(0, np.int64)
+        self._free = np.arange(n - 1, -1, -1, dtype=np.int64)  # a stack: the top is the end
+        self._free_top = n
         self.lock = threading.Lock()  # held for one update, or one snapshot
         self.evicted = 0
         self.updates = 0
 
     def __len__(self) -> int:
-        return len(self._slot)
+        return len(self._index_keys)
 
     # ------------------------------------------------------------------ fusion
     def integrate(self, points: np.ndarray, colors: np.ndarray, features: np.ndarray,
@@ -89,18 +93,23 @@ class VoxelMap:
         if len(points) == 0:
             return 0
         keys = voxel_keys(np.floor(points / self.voxel_size))
-        unique, inverse = np.unique(keys, return_inverse=True)
-        m = len(unique)
-        sw = np.bincount(inverse, weights=w, minlength=m).astype(np.float32)
+        order = np.argsort(keys, kind="stable")  # points of one voxel become neighbours
+        keys = keys[order]
+        starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+        unique, m = keys[starts], len(starts)
+        w = w[order]
+        sw = np.add.reduceat(w, starts)
 
         def wsum(values):  # weighted sums per voxel of this update
-            out = np.zeros((m, values.shape[1]), np.float64)
-            np.add.at(out, inverse, values * w[:, None])
-            return out
+            return np.add.reduceat(values[order] * w[:, None], starts, axis=0)
 
         pos, col, feat = wsum(points), wsum(colors), wsum(features)
+        if m > self.max_voxels:  # one update larger than the map: its most confident voxels
+            best = np.sort(np.argsort(-sw, kind="stable")[:self.max_voxels])
+            unique, sw, pos, col, feat = unique[best], sw[best], pos[best], col[best], feat[best]
+            m = len(best)
         with self.lock:
-            slots = self._slots_for(unique.tolist(), stamp)
+            slots = self._slots_for(unique, stamp)
             old = self.weight[slots]
             total = old + sw
             for array, new in ((self.position, pos), (self.color, col), (self.feature, feat)):
@@ -111,43 +120,50 @@ class VoxelMap:
             self.updates += 1
         return m
 
-    def _slots_for(self, keys: List[int], stamp: float) -> np.ndarray:
+    def _slots_for(self, keys: np.ndarray, stamp: float) -> np.ndarray:
+        """Slots of ``keys`` (sorted, unique int64), new voxels made (zeroed) where missing."""
+        index = self._index_keys
+        pos = np.searchsorted(index, keys)
+        found = pos < len(index)
+        found[found] = index[pos[found]] == keys[found]
         slots = np.empty(len(keys), np.int64)
-        missing = []
-        for i, key in enumerate(keys):
-            slot = self._slot.get(key)
-            if slot is None:
-                missing.append(i)
-            else:
-                slots[i] = slot
-        if len(missing) > len(self._free):
-            self._evict(max(len(missing) - len(self._free), self.max_voxels // 10))
-        for i in missing:
-            slot = self._free.pop()
-            self._slot[keys[i]] = slot
-            self._key[slot] = keys[i]
-            self.used[slot] = True
-            self.position[slot] = self.color[slot] = self.feature[slot] = 0.0
-            self.weight[slot], self.count[slot] = 0.0, 0
-            slots[i] = slot
+        slots[found] = self._index_slots[pos[found]]
+        new = np.flatnonzero(~found)
+        if len(new) > self._free_top:
+            self._evict(max(len(new) - self._free_top, self.max_voxels // 10))
+        if len(new):
+            taken = self._free[self._free_top - len(new):self._free_top][::-1]
+            self._free_top -= len(new)
+            slots[new] = taken
+            self._key[taken] = keys[new]
+            self.used[taken] = True
+            self.position[taken] = self.color[taken] = self.feature[taken] = 0.0
+            self.weight[taken], self.count[taken] = 0.0, 0
+            at = np.searchsorted(self._index_keys, keys[new])  # after a possible eviction
+            self._index_keys = np.insert(self._index_keys, at, keys[new])
+            self._index_slots = np.insert(self._index_slots, at, taken)
         return slots
 
     def _evict(self, n: int) -> None:
         """Free the ``n`` least recently seen voxels (ties: least confident first)."""
-        used = np.flatnonzero(self.used)
+        used = self._index_slots
         n = min(n, len(used))
-        order = np.lexsort((self.weight[used], self.last_seen[used]))[:n]
-        for slot in used[order]:
-            del self._slot[int(self._key[slot])]
-            self.used[slot] = False
-            self._free.append(int(slot))
+        victims = used[np.lexsort((self.weight[used], self.last_seen[used]))[:n]]
+        keep = np.ones(len(used), bool)
+        keep[np.searchsorted(self._index_keys, self._key[victims])] = False
+        self._index_keys, self._index_slots = self._index_keys[keep], self._index_slots[keep]
+        self.used[victims] = False
+        self._free[self._free_top:self._free_top + n] = victims
+        self._free_top += n
         self.evicted += n
 
     def clear(self) -> None:
         with self.lock:
-            self._slot.clear()
+            self._index_keys = np.zeros(0, np.int64)
+            self._index_slots = np.zeros(0, np.int64)
             self.used[:] = False
-            self._free = list(range(self.max_voxels - 1, -1, -1))
+            self._free = np.arange(self.max_voxels - 1, -1, -1, dtype=np.int64)
+            self._free_top = self.max_voxels
             self.updates = 0
 
     # ------------------------------------------------------------------ reading
@@ -187,7 +203,7 @@ class VoxelMap:
             lo, hi = np.percentile(pts, [2, 98], axis=0)
             center, rotation, size = _oriented_box(pts)
             out.append(MapInstance(label, float(relevance[sel][members].mean()),
-                                   np.median(pts, axis=0), hi - lo, center, rotation, size,
+                                   (lo + hi) / 2, hi - lo, center, rotation, size,
                                    pts.astype(np.float32), int(members.sum()),
                                    float(data["last_seen"][sel][members].max())))
         out.sort(key=lambda inst: (-inst.score, -inst.voxel_count))
@@ -243,13 +259,16 @@ class VoxelMap:
         if n > vmap.max_voxels:
             raise ValueError(f"{folder} holds {n} voxels, more than max_voxels = {vmap.max_voxels}")
         position = np.stack([vertices[a] for a in "xyz"], 1).astype(np.float32)
-        keys = voxel_keys(np.floor(position / vmap.voxel_size)).tolist()
+        # a voxel's key from its mean point (inside the voxel; a float32 mean on a face may
+        # fall into the neighbour, whose voxel then wins)
+        keys, first = np.unique(voxel_keys(np.floor(position / vmap.voxel_size)), return_index=True)
         slots = vmap._slots_for(keys, 0.0)
-        vmap.position[slots] = position
-        vmap.color[slots] = np.stack([vertices[c] for c in ("red", "green", "blue")], 1)
-        vmap.feature[slots] = np.stack([vertices[f"feature_{i}"] for i in range(vmap.feature_dim)], 1)
-        vmap.weight[slots], vmap.count[slots] = vertices["weight"], vertices["count"]
-        vmap.last_seen[slots] = vertices["last_seen"]
+        vmap.position[slots] = position[first]
+        vmap.color[slots] = np.stack([vertices[c] for c in ("red", "green", "blue")], 1)[first]
+        vmap.feature[slots] = np.stack([vertices[f"feature_{i}"]
+                                        for i in range(vmap.feature_dim)], 1)[first]
+        vmap.weight[slots], vmap.count[slots] = vertices["weight"][first], vertices["count"][first]
+        vmap.last_seen[slots] = vertices["last_seen"][first]
         return vmap
 
 
@@ -283,3 +302,55 @@ def _oriented_box(points: np.ndarray):
     local = (points - centre) @ R
     lo, hi = np.percentile(local, [2, 98], axis=0)
     return centre + R @ ((lo + hi) / 2), R, hi - lo
+
+
+class MapFusion:
+    """Places each reconstruction in a :class:`VoxelMap` and fuses it.
+
+    A metric reconstruction already in a world frame (TF at its stamp) goes in as it is.
+    Without TF, in mono mode, consecutive keyframe pairs are chained: a pair's second view
+    is the previous pair's reference, so its pose ``c2w[1]`` links the two and the chain
+    starts at the first keyframe (frame :data:`CHAIN_FRAME`). Anything else (model units,
+    another frame than the map's, pairs that cannot chain) is not fused, and
+    :attr:`note` says why.
+    """
+
+    CHAIN_FRAME = "lsm_map"
+
+    def __init__(self, vmap: VoxelMap, chain: bool = False) -> None:
+        self.map, self.chain = vmap, chain
+        self._previous: Optional[Tuple[float, np.ndarray]] = None  # (stamp, map_T_reference)
+        self.note = "nothing fused yet"
+        self.fused = 0
+        self.last_c2w: Optional[np.ndarray] = None  # (2, 4, 4) cameras of the last fused pair
+
+    def add(self, rec, points_of, stamps: Tuple[float, float]) -> bool:
+        """Fuse ``rec`` (an lsm.results.Reconstruction) seen at ``stamps`` (view 0, view 1);
+        ``points_of(rec)`` -> (points, colours, features, confidences) (Perception.map_points).
+        Returns whether it was fused."""
+        if not rec.metric:
+            self.note = "not fused: model units (the map needs a metric scale)"
+            return False
+        if rec.frame:
+            frame = rec.frame
+        elif self.chain:
+            frame = self.CHAIN_FRAME
+            link = self._previous is not None and abs(self._previous[0] - stamps[1]) < 1e-6
+            map_T_ref = (self._previous[1] @ np.linalg.inv(rec.c2w[1].double().numpy())
+                         if link else np.eye(4))
+            self._previous = (stamps[0], map_T_ref)
+            rec = rec.transformed(map_T_ref, frame)
+        else:
+            self.note = "not fused: no world_frame in TF, and pairs of two cameras cannot chain"
+            return False
+        if len(self.map) == 0 and self.map.frame != frame:
+            self.map.frame = frame
+        if frame != self.map.frame:
+            self.note = f"not fused: in {frame!r}, the map is in {self.map.frame!r}"
+            return False
+        self.map.integrate(*points_of(rec), stamps[0])
+        self.last_c2w = rec.c2w.double().cpu().numpy()
+        self.fused += 1
+        self.note = (f"fused {self.fused} reconstruction(s) in {frame!r}"
+                     + (" (own chained poses: no TF)" if frame == self.CHAIN_FRAME else " (TF)"))
+        return True

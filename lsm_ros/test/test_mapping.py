@@ -79,3 +79,93 @@ def test_save_and_load_give_the_same_instances(tmp_path):
 def test_voxel_keys_are_unique_per_cell():
     ijk = np.array([[0, 0, 0], [0, 0, 1], [0, 1, 0], [1, 0, 0], [-1, -1, -1], [5, -7, 9]])
     assert len(set(voxel_keys(ijk).tolist())) == len(ijk)
+
+
+# --------------------------------------------------------------------- MapFusion with real
+# reconstructions of the (untrained, seeded) tiny model: placement only, not semantics
+@pytest.fixture(scope="module")
+def perception():
+    import torch
+
+    from lsm.model.lsm import LSM
+    from lsm.perception import Perception
+
+    torch.manual_seed(0)
+    return Perception(LSM.from_config("tiny").eval())
+
+
+def _pair(perception, seed, metric=True, frame=""):
+    from lsm.metric import PairSensors
+    from lsm.specs import MetricSpec
+
+    rng = np.random.default_rng(seed)
+    images = [rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(2)]
+    spec = MetricSpec(scale_source="fixed", fixed_scale=0.5) if metric else MetricSpec(
+        scale_source="none")
+    rec = perception.reconstruct([tuple(images)], sensors=[PairSensors()], metric=spec)[0]
+    return rec.transformed(np.eye(4), frame) if frame else rec
+
+
+def test_mono_keyframes_chain_into_one_frame_without_tf(perception):
+    from lsm.mapping import MapFusion
+
+    fusion = MapFusion(VoxelMap(0.05, 100000, perception.model.config.semantic.feature_dim),
+                       chain=True)
+    assert fusion.add(_pair(perception, 0), perception.map_points, (1.0, 0.0))
+    np.testing.assert_allclose(fusion.last_c2w[0], np.eye(4), atol=1e-9)  # the chain's start
+    first_view0 = fusion.last_c2w[0]
+    # the next keyframe pair (2, 1): its view 1 is the previous reference (stamp 1.0)
+    assert fusion.add(_pair(perception, 1), perception.map_points, (2.0, 1.0))
+    np.testing.assert_allclose(fusion.last_c2w[1], first_view0, atol=1e-5)
+    assert fusion.map.frame == MapFusion.CHAIN_FRAME and "own chained poses" in fusion.note
+    # a pair that does not continue the chain starts over at the identity
+    assert fusion.add(_pair(perception, 2), perception.map_points, (9.0, 8.0))
+    np.testing.assert_allclose(fusion.last_c2w[0], np.eye(4), atol=1e-9)
+
+
+def test_what_cannot_be_placed_is_not_fused_and_the_note_says_why(perception):
+    from lsm.mapping import MapFusion
+
+    dim = perception.model.config.semantic.feature_dim
+    fusion = MapFusion(VoxelMap(0.05, 100000, dim, frame="odom"))
+    assert not fusion.add(_pair(perception, 0, metric=False), perception.map_points, (1.0, 0.0))
+    assert "model units" in fusion.note and len(fusion.map) == 0
+    assert not fusion.add(_pair(perception, 0), perception.map_points, (1.0, 0.0))
+    assert "no world_frame" in fusion.note
+    assert fusion.add(_pair(perception, 0, frame="odom"), perception.map_points, (1.0, 0.0))
+    assert len(fusion.map) > 0 and "(TF)" in fusion.note
+    assert not fusion.add(_pair(perception, 1, frame="map"), perception.map_points, (2.0, 1.0))
+    assert "'map'" in fusion.note and "'odom'" in fusion.note
+
+
+def test_instance_centroid_is_the_centre_of_its_box_not_of_its_crowded_side():
+    rng = np.random.default_rng(3)
+    m = VoxelMap(voxel_size=0.05, max_voxels=50000, feature_dim=2)
+    # a table seen mostly from one side: a dense front face, a sparse back face
+    front = np.c_[rng.random(5000) * 1.0, np.zeros(5000), rng.random(5000) * 0.4]
+    back = np.c_[rng.random(300) * 1.0, np.full(300, 0.6), rng.random(300) * 0.4]
+    pts = np.r_[front, back]
+    top = np.c_[rng.random(3000), rng.random(3000) * 0.6, np.full(3000, 0.4)]
+    pts = np.r_[pts, top]
+    n = len(pts)
+    m.integrate(pts, np.zeros((n, 3), np.uint8), np.tile([0.9, 0.0], (n, 1)).astype(np.float32),
+                np.ones(n, np.float32), 1.0)
+    found, _ = m.instances(_relevance, "table")
+    assert len(found) == 1
+    np.testing.assert_allclose(found[0].centroid, [0.5, 0.3, 0.2], atol=0.05)
+
+
+def test_an_update_larger_than_the_map_keeps_its_most_confident_voxels():
+    m = VoxelMap(voxel_size=1.0, max_voxels=1000, feature_dim=1)
+    pts = np.c_[np.arange(3000) + 0.5, np.zeros(3000), np.zeros(3000)]
+    conf = np.r_[np.ones(2000), np.full(1000, 5.0)].astype(np.float32)
+    m.integrate(pts, np.zeros((3000, 3), np.uint8), np.zeros((3000, 1), np.float32), conf, 1.0)
+    data = m.snapshot()
+    assert len(m) == 1000 and np.all(data["weight"] == 5.0)
+    # and the map keeps working: revisiting a kept voxel finds it, a new one evicts
+    m.integrate(pts[2500:2501], np.zeros((1, 3), np.uint8), np.zeros((1, 1), np.float32),
+                np.ones(1, np.float32), 2.0)
+    assert len(m) == 1000 and m.snapshot()["count"].max() == 2
+    m.integrate(pts[:1] - 10, np.zeros((1, 3), np.uint8), np.zeros((1, 1), np.float32),
+                np.ones(1, np.float32), 3.0)
+    assert len(m) == 901 and m.evicted == 100
