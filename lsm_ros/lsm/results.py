@@ -150,8 +150,9 @@ class ObjectBox:
     label: str
     score: float  # in [0, 1]; what it means is said where the box is made
     center: np.ndarray  # (3,)
-    size: np.ndarray  # (3,)
+    size: np.ndarray  # (3,) along the box axes
     points: int  # how many points support it
+    rotation: Optional[np.ndarray] = None  # (3, 3) columns = box axes; None = the frame's axes
 
 
 def box_of(label: str, score: float, points: np.ndarray) -> ObjectBox:

@@ -25,7 +25,10 @@ class Endpoint:
         return getattr(importlib.import_module(f"{package}.{kind}"), name)
 
 
-UNITS_NOTE = "model units (metric only up to an unknown global scale)"
+UNITS_NOTE = ("metres when the scale is known (depth, stereo, odometry or fixed_scale: "
+              "scale_source), else model units (metric up to an unknown global scale)")
+FRAME_NOTE = ("in world_frame when set and found in TF at the image stamp, else the reference "
+              "camera's optical frame")
 
 SUBSCRIBED: Tuple[Endpoint, ...] = (
     Endpoint("image_0, image_1 (parameter image_topics)", "sensor_msgs/msg/Image",
@@ -39,29 +42,36 @@ SUBSCRIBED: Tuple[Endpoint, ...] = (
 PUBLISHED: Tuple[Endpoint, ...] = (
     Endpoint("~/points", "sensor_msgs/msg/PointCloud2",
              f"Labelled cloud of both views (x y z rgb label confidence), {UNITS_NOTE}, "
-             "reference camera's optical frame; published as soon as it exists."),
+             f"{FRAME_NOTE}; published as soon as it exists."),
     Endpoint("~/poses", "geometry_msgs/msg/PoseArray",
-             f"Both cameras in the reference optical frame (pose 0 = identity), {UNITS_NOTE}."),
+             "Both cameras, in the frame and units of ~/points (in the optical frame, pose 0 "
+             "is the identity)."),
     Endpoint("~/camera_info", "sensor_msgs/msg/CameraInfo",
-             "Estimated pinhole intrinsics of the reference view at its original resolution."),
+             "Pinhole intrinsics used for the reference view (its CameraInfo's when given, "
+             "else estimated) at its original resolution."),
     Endpoint("~/labels", "sensor_msgs/msg/Image",
              "mono8 label ids (index into the labels parameter; 255 outside the model's crop); "
              "computed only while subscribed."),
     Endpoint("~/labels_color", "sensor_msgs/msg/Image",
              "rgb8 label colours; computed only while subscribed."),
     Endpoint("~/depth", "sensor_msgs/msg/Image",
-             f"32FC1 rendered z-depth, {UNITS_NOTE}, NaN where nothing was rendered; "
+             "32FC1 rendered z-depth in the units of ~/points, NaN where nothing was rendered; "
              "computed only while subscribed."),
     Endpoint("~/rendered", "sensor_msgs/msg/Image",
              "rgb8 rendering of the Gaussians at the reference view; computed only while "
              "subscribed."),
     Endpoint("~/detections", "vision_msgs/msg/Detection3DArray",
-             f"Per reconstruction: one axis-aligned box per label with >= 30 points (classes, "
-             f"not instances), {UNITS_NOTE}; computed only while subscribed."),
+             "Per reconstruction: one axis-aligned box per label with >= 30 points (classes, "
+             "not instances), in the frame and units of ~/points; computed only while "
+             "subscribed."),
     Endpoint("~/query_detections", "vision_msgs/msg/Detection3DArray",
-             "Every answered /lsm/query as a detection: the box of its 3-D points."),
+             "Every answered /lsm/query as detections: the box of its 3-D points, or the "
+             "oriented box of each map instance."),
     Endpoint("~/query_markers", "visualization_msgs/msg/MarkerArray",
              "Every answered /lsm/query as a box and a text label, for RViz."),
+    Endpoint("~/map", "sensor_msgs/msg/PointCloud2",
+             "The persistent voxel map (x y z rgb label confidence) in its frame (world_frame, "
+             "or lsm_map when chained without TF), metres, at map_publish_rate while subscribed."),
     Endpoint("/tf", "tf2_msgs/msg/TFMessage",
              "Reference optical frame -> <frame>_lsm_view_1 (tf2_ros, or the tf2_msgs "
              "fallback on installs without it)."),
@@ -71,11 +81,16 @@ PUBLISHED: Tuple[Endpoint, ...] = (
 
 SERVICES: Tuple[Endpoint, ...] = (
     Endpoint("lsm/query", "lsm_ros_interfaces/srv/Query",
-             "Where is <label>? Mask at the camera resolution, 3-D points, centroid, extent "
-             f"and score from the latest reconstruction ({UNITS_NOTE})."),
+             "Where is <label>? From the latest reconstruction: mask at the camera "
+             "resolution, 3-D points, centroid, extent, score; from the map (scope): object "
+             "instances, best first. Units and frame are in the answer."),
     Endpoint("~/save_scene", "std_srvs/srv/Trigger",
              "Writes the latest reconstruction (gaussians.ply, points.ply, cameras.json) to a "
              "new folder under save_directory; answers its path."),
+    Endpoint("~/save_map", "std_srvs/srv/Trigger",
+             "Writes the map (map.ply with features, map.json: frame, units, voxel size, labels) "
+             "to a new folder under save_directory; answers its path (for map_file)."),
+    Endpoint("~/clear_map", "std_srvs/srv/Trigger", "Empties the map."),
 )
 
 

@@ -491,7 +491,7 @@ def detection_array_msg(boxes, header):
     for box in boxes:
         det = Detection3D()
         det.header = header
-        det.bbox.center = pose_msg(_translation(box.center))
+        det.bbox.center = pose_msg(box_pose(box))
         det.bbox.size.x, det.bbox.size.y, det.bbox.size.z = (float(v) for v in box.size)
         hypothesis = ObjectHypothesisWithPose()
         hypothesis.hypothesis.class_id = box.label
@@ -503,21 +503,24 @@ def detection_array_msg(boxes, header):
     return msg
 
 
-def box_markers(box, header, marker_id: int, namespace: str = "lsm_query"):
+def box_markers(box, header, marker_id: int, namespace: str = "lsm_query",
+                up=(0.0, -1.0, 0.0)):
     """visualization_msgs/Marker pair for one box: a translucent cube and a text label above
     it (ids ``2 * marker_id`` and ``2 * marker_id + 1``, so a later box of the same id
-    replaces them)."""
+    replaces them). ``up``: the frame's up direction (optical frames: -y; REP-103 world
+    frames: +z)."""
     from visualization_msgs.msg import Marker
 
     cube, text = Marker(), Marker()
     for k, m in enumerate((cube, text)):
         m.header, m.ns, m.id, m.action = header, namespace, 2 * marker_id + k, Marker.ADD
-        m.pose = pose_msg(_translation(box.center))
+        m.pose = pose_msg(box_pose(box))
         m.color.r, m.color.g, m.color.b, m.color.a = 1.0, 0.35, 0.1, 0.35 if k == 0 else 1.0
     cube.type = Marker.CUBE
     cube.scale.x, cube.scale.y, cube.scale.z = (max(float(v), 1e-3) for v in box.size)
     text.type = Marker.TEXT_VIEW_FACING
-    text.pose.position.y -= 0.6 * float(box.size[1])  # above the box (optical frame: y down)
+    text.pose = pose_msg(_translation(np.asarray(box.center, np.float64)
+                                      + 0.6 * float(max(box.size)) * np.asarray(up)))
     text.scale.z = max(0.05, 0.15 * float(max(box.size)))
     text.text = f"{box.label} {box.score:.2f}"
     return [cube, text]
@@ -527,6 +530,13 @@ def marker_array_msg(markers):
     from visualization_msgs.msg import MarkerArray
 
     return MarkerArray(markers=list(markers))
+
+
+def box_pose(box) -> np.ndarray:
+    T = _translation(box.center)
+    if getattr(box, "rotation", None) is not None:
+        T[:3, :3] = box.rotation
+    return T
 
 
 def _translation(center) -> np.ndarray:

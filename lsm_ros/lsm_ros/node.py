@@ -39,6 +39,7 @@ import threading
 import time
 from typing import Any, Dict, List, Optional
 
+import numpy as np
 import rclpy
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -49,6 +50,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_
 from rclpy.qos_overriding_options import QoSOverridingOptions
 
 from lsm.image_checks import image_problem, pair_problem
+from lsm_ros import messages
 from lsm_ros import query as query_logic
 from lsm_ros.diagnostics import SCALE_NOTE, RateMeter, diagnostic_array
 from lsm_ros.inputs import ApproximateTimePairer, InputProblems, MonoKeyframer, SensorInputs
@@ -108,6 +110,8 @@ class LsmNode(LifecycleNode):
         # requests beyond query_queue_size waiting are dropped by DDS (keep-last history)
         self._query_service = self._service(QUERY_SERVICE, self._on_query, s.query_queue_size)
         self._save_service = self._service("~/save_scene", self._on_save_scene)
+        self._map_services = [self._service("~/save_map", self._on_save_map),
+                              self._service("~/clear_map", self._on_clear_map)]
         diagnostics = endpoint("/diagnostics")
         self._pub_diagnostics = self.create_publisher(diagnostics.message_class(),
                                                       diagnostics.name, 10)
@@ -151,8 +155,46 @@ class LsmNode(LifecycleNode):
                                     f"{self._worker.error or 'interrupted'}")
             self._state = "unconfigured"
             return TransitionCallbackReturn.FAILURE
+        if s.map:
+            try:
+                self._worker.map_fusion = self._make_map()
+            except Exception as exc:  # an unreadable map_file: say so, do not start half-way
+                self.get_logger().error(f"configure failed: map_file {s.map_file!r}: {exc}")
+                self._teardown()
+                self._state = "unconfigured"
+                return TransitionCallbackReturn.FAILURE
+            if s.map_publish_rate > 0:
+                self._map_timer = self.create_timer(1.0 / s.map_publish_rate, self._publish_map,
+                                                    callback_group=self._timer_group)
         self._state = "inactive"
         return super().on_configure(state)
+
+    def _make_map(self):
+        from lsm.mapping import MapFusion, VoxelMap
+
+        s = self._settings
+        if s.map_file:
+            vmap = VoxelMap.load(s.map_file, s.max_voxels)
+            self.get_logger().info(f"map loaded from {s.map_file}: {len(vmap)} voxels in "
+                                   f"{vmap.frame!r}")
+        else:
+            dim = self._worker.perception.model.config.semantic.feature_dim
+            vmap = VoxelMap(s.voxel_size, s.max_voxels, dim, s.world_frame)
+        return MapFusion(vmap, chain=s.mode == "mono")
+
+    @property
+    def map(self):
+        fusion = self._worker.map_fusion if self._worker is not None else None
+        return fusion.map if fusion is not None else None
+
+    def _publish_map(self) -> None:
+        vmap = self.map
+        if vmap is None or self._publisher is None or not self._publisher.map_wanted():
+            return
+        data = vmap.snapshot()
+        labels = self._worker.perception.feature_labels(data["feature"], self._settings.labels) \
+            if len(data["key"]) else np.zeros(0, np.int64)
+        self._publisher.publish_map(data, labels, vmap.frame, self.get_clock().now().to_msg())
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._subscriptions_ = self._subscribe_images()
@@ -186,6 +228,9 @@ class LsmNode(LifecycleNode):
 
     def _teardown(self, join_timeout: float = 5.0) -> None:
         self._unsubscribe_images()
+        if getattr(self, "_map_timer", None) is not None:
+            self.destroy_timer(self._map_timer)
+            self._map_timer = None
         if self._worker is not None:
             self._worker.stop(timeout=join_timeout)
         if self._publisher is not None:
@@ -303,7 +348,8 @@ class LsmNode(LifecycleNode):
             return
         self._pairs_formed += 1
         self._last_pair_time = time.monotonic()
-        self._queue.put(PairJob(images=(rgb0, rgb1), headers=(header0, header1)))
+        self._queue.put(PairJob(images=(rgb0, rgb1), headers=(header0, header1),
+                                stamps=(pair[0].stamp, pair[1].stamp)))
 
     def _camera_position(self, header):
         """Camera position in odom_frame at the image stamp via TF, or None."""
@@ -343,6 +389,8 @@ class LsmNode(LifecycleNode):
         if problem:
             self.get_logger().info(f"query rejected: {problem}")
             return query_logic.reject(response, problem)
+        if request.scope == request.SCOPE_MAP:
+            return self._answer_from_map(request, response, settings)
         latest = self.latest_reconstruction()
         if latest is None:
             message = query_logic.no_reconstruction_message(
@@ -371,6 +419,61 @@ class LsmNode(LifecycleNode):
             return query_logic.reject(response, f"{result.message} (reconstruction {age:.1f} s old)")
         self._publisher.publish_query_answer(result, latest.spatial)
         return query_logic.fill_answer(response, result, latest.headers[view], latest.spatial, age)
+
+    def _answer_from_map(self, request, response, settings):
+        """SCOPE_MAP: the map's instances of the label, best first."""
+        vmap = self.map
+        if vmap is None:
+            reason = ("the map is off (parameter map)" if not settings.map else
+                      f"no map: the node is {self._state} (lifecycle)")
+            return query_logic.reject(response, reason)
+        if len(vmap) == 0:
+            return query_logic.reject(response, f"the map is empty ({self._worker.map_fusion.note})")
+        label = request.label.strip()
+        threshold = query_logic.effective_threshold(request, settings)
+        perception = self._worker.perception
+        try:
+            found, best = vmap.instances(
+                lambda f: perception.feature_relevance(f, label, list(settings.labels)),
+                label, threshold, max_instances=int(request.max_instances))
+        except Exception as exc:
+            self.get_logger().error(f"map query {label!r} failed: {exc}")
+            return query_logic.reject(response, f"query failed: {type(exc).__name__}: {exc}")
+        header = messages.copy_header(_header_now(self), vmap.frame)
+        response.header, response.units, response.scale_source = header, vmap.units, "map"
+        if not found:
+            response.score = float(best)
+            return query_logic.reject(response, f"no instance of {label!r} in the map above "
+                                                f"threshold {threshold:.2f} (best relevance {best:.2f})")
+        self._publisher.publish_map_answer(found, header)
+        return query_logic.fill_map_answer(response, found, header)
+
+    def _on_save_map(self, request, response):
+        from pathlib import Path
+
+        vmap = self.map
+        if vmap is None or len(vmap) == 0:
+            response.success, response.message = False, "no map to save (empty, or map is off)"
+            return response
+        folder = Path(self._settings.save_directory).expanduser() / time.strftime("map_%Y%m%d_%H%M%S")
+        try:
+            data = vmap.snapshot()
+            labels = self._worker.perception.feature_labels(data["feature"], self._settings.labels)
+            vmap.save(folder, list(self._settings.labels), labels)
+        except Exception as exc:
+            response.success, response.message = False, f"saving the map to {folder} failed: {exc}"
+            return response
+        response.success, response.message = True, str(folder.resolve())
+        return response
+
+    def _on_clear_map(self, request, response):
+        vmap = self.map
+        if vmap is None:
+            response.success, response.message = False, "no map (map is off, or not configured)"
+            return response
+        vmap.clear()
+        response.success, response.message = True, "map cleared"
+        return response
 
     def _on_save_scene(self, request, response):
         """Write the latest reconstruction to a new folder under ``save_directory``."""
@@ -454,6 +557,10 @@ class LsmNode(LifecycleNode):
         values["depth fused (fraction of pixels, view 0, view 1)"] = \
             f"{rec.depth_fused[0]:.2f}, {rec.depth_fused[1]:.2f}"
         values["3-D output frame"] = rec.frame or "reference camera's optical frame"
+        fusion = self._worker.map_fusion if self._worker is not None else None
+        if fusion is not None:
+            values["map"] = (f"{len(fusion.map)} of {fusion.map.max_voxels} voxels, "
+                             f"{fusion.map.evicted} evicted; {fusion.note}")
         return values
 
     def _publish_diagnostics(self) -> None:
@@ -508,6 +615,12 @@ class LsmNode(LifecycleNode):
         if self._worker is not None:
             self._worker.stop(timeout=5.0)
         return super().destroy_node()
+
+
+def _header_now(node):
+    from std_msgs.msg import Header
+
+    return Header(stamp=node.get_clock().now().to_msg())
 
 
 def _message_class(type_name: str):

@@ -159,8 +159,24 @@ PARAMETER_SPECS: Tuple[ParameterSpec, ...] = (
                   "(the model fills the holes); 'scale_only': it only sets the scale.",
                   choices=DEPTH_FUSION),
     ParameterSpec("world_frame", "", _S.PARAMETER_STRING,
-                  "Frame of the 3-D outputs (e.g. odom, map); '' = the reference camera's "
-                  "optical frame. Looked up in TF at the image stamp (REP-105)."),
+                  "Frame of the 3-D outputs, such as odom or map (REP-105); '' = the reference "
+                  "camera's optical frame. Looked up in TF at the image stamp."),
+    ParameterSpec("map", True, _S.PARAMETER_BOOL,
+                  "Fuse every metric reconstruction into a persistent voxel map. "
+                  "Placed in world_frame through TF, or by chaining keyframes (mono mode); "
+                  "queried with scope SCOPE_MAP, published on ~/map."),
+    ParameterSpec("voxel_size", 0.05, _S.PARAMETER_DOUBLE,
+                  "Edge of the map's voxels, metres.", float_range=(0.005, 5.0)),
+    ParameterSpec("max_voxels", 200000, _S.PARAMETER_INTEGER,
+                  "Most voxels the map keeps (memory: about 170 bytes each). "
+                  "Beyond it the least recently seen, least confident tenth is evicted.",
+                  int_range=(1000, 50000000)),
+    ParameterSpec("map_publish_rate", 1.0, _S.PARAMETER_DOUBLE,
+                  "Hz of ~/map (only while it has subscribers); 0 = never.",
+                  float_range=(0.0, 100.0)),
+    ParameterSpec("map_file", "", _S.PARAMETER_STRING,
+                  "A map saved by ~/save_map (its folder) to load at configure; '' = start "
+                  "empty."),
     ParameterSpec("image_transport", "raw", _S.PARAMETER_STRING,
                   "Image input: 'raw' (sensor_msgs/Image) or 'compressed'. 'compressed' "
                   "subscribes to sensor_msgs/CompressedImage (JPEG, PNG) on <topic>/compressed, "
@@ -258,6 +274,11 @@ class LsmSettings:
     fixed_scale: float = _default("fixed_scale")
     depth_fusion: str = _default("depth_fusion")
     world_frame: str = _default("world_frame")
+    map: bool = _default("map")
+    voxel_size: float = _default("voxel_size")
+    max_voxels: int = _default("max_voxels")
+    map_publish_rate: float = _default("map_publish_rate")
+    map_file: str = _default("map_file")
     image_transport: str = _default("image_transport")
     slop: float = _default("slop")
     keyframe_interval: int = _default("keyframe_interval")

@@ -17,7 +17,7 @@ from typing import Any, Collection, Optional, Sequence, Tuple
 
 import numpy as np
 
-from lsm.results import box_of, class_boxes
+from lsm.results import ObjectBox, box_of, class_boxes
 from lsm.specs import IMAGE_OUTPUTS
 from lsm_ros import messages
 from lsm_ros.interfaces import endpoint
@@ -63,6 +63,7 @@ class OutputPublisher:
         self._detections = publisher("~/detections")
         self._query_detections = publisher("~/query_detections")
         self._query_markers = publisher("~/query_markers")
+        self._map = publisher("~/map")
         self._marker_ids: dict = {}  # query label -> marker id (a new answer replaces it)
         self._tf = self._tf_broadcaster(node)
         self._lock = threading.Lock()
@@ -166,3 +167,35 @@ class OutputPublisher:
         marker_id = self._marker_ids.setdefault(result.label, len(self._marker_ids))
         self._query_markers.publish(messages.marker_array_msg(
             messages.box_markers(box, header, marker_id)))
+
+    # -- the map ------------------------------------------------------------------------
+    def map_wanted(self) -> bool:
+        return self._map.get_subscription_count() > 0
+
+    def publish_map(self, data, labels, frame: str, stamp) -> None:
+        """~/map: one point per voxel (its mean position, colour, best label of the node's
+        labels, summed confidence) in the map's ``frame``, stamped ``stamp`` (now)."""
+        from std_msgs.msg import Header
+
+        header = Header(stamp=stamp, frame_id=frame)
+        colors = np.clip(np.round(data["color"]), 0, 255).astype(np.uint8)
+        self._map.publish(messages.make_pointcloud(
+            data["position"], colors=colors, labels=np.asarray(labels, np.int64),
+            confidence=data["weight"], header=header))
+
+    def publish_map_answer(self, instances, header) -> None:
+        """The instances of a map query as oriented detections and RViz boxes (executor)."""
+        boxes = [map_box(inst) for inst in instances]
+        self._query_detections.publish(messages.detection_array_msg(boxes, header))
+        markers = []
+        for k, box in enumerate(boxes):
+            marker_id = self._marker_ids.setdefault(f"{box.label}#{k}", len(self._marker_ids))
+            markers += messages.box_markers(box, header, marker_id, "lsm_map_query",
+                                            up=(0.0, 0.0, 1.0))
+        self._query_markers.publish(messages.marker_array_msg(markers))
+
+
+def map_box(instance) -> ObjectBox:
+    """The oriented box of an lsm.mapping.MapInstance."""
+    return ObjectBox(instance.label, instance.score, instance.box_center, instance.box_size,
+                     instance.voxel_count, rotation=instance.box_rotation)

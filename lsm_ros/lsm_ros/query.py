@@ -57,6 +57,40 @@ def fill_answer(response, result, view_header, reference_header, age: float = 0.
     return response
 
 
+def fill_map_answer(response, instances, header):
+    """Fill ``response`` from map instances (lsm.mapping.MapInstance, best first); returns it.
+
+    ``instances``: one Instance message each; the top one also fills points, centroid,
+    extent and score, so clients written for single reconstructions read the best object.
+    No mask (the map is not an image).
+    """
+    from lsm_ros.messages import box_pose, make_pointcloud, pose_msg
+    from lsm_ros.publishing import map_box
+    from lsm_ros_interfaces.msg import Instance
+
+    response.success = True
+    response.header = header
+    response.message = (f"{len(instances)} instance(s) of {instances[0].label!r} in the map "
+                        f"({header.frame_id})")
+    response.instances = []
+    for inst in instances:
+        msg = Instance(label=inst.label, score=float(inst.score), voxel_count=int(inst.voxel_count))
+        msg.centroid.x, msg.centroid.y, msg.centroid.z = (float(v) for v in inst.centroid)
+        msg.extent.x, msg.extent.y, msg.extent.z = (float(v) for v in inst.extent)
+        msg.box = pose_msg(box_pose(map_box(inst)))
+        msg.box_size.x, msg.box_size.y, msg.box_size.z = (float(v) for v in inst.box_size)
+        sec, nanosec = divmod(int(round(inst.last_seen * 1e9)), 1_000_000_000)
+        msg.last_seen.sec, msg.last_seen.nanosec = sec, nanosec
+        msg.points = make_pointcloud(inst.points, header=header)
+        response.instances.append(msg)
+    top = instances[0]
+    response.points = response.instances[0].points
+    response.centroid, response.extent = response.instances[0].centroid, response.instances[0].extent
+    response.score = float(top.score)
+    response.age = 0.0
+    return response
+
+
 def effective_threshold(request, settings: LsmSettings) -> float:
     """The request's threshold, or the node's ``query_threshold`` when it is 0."""
     return float(request.threshold) if request.threshold > 0.0 else settings.query_threshold

@@ -31,6 +31,7 @@ class PairJob:
     images: Sequence[np.ndarray]
     headers: Sequence[Any]
     enqueued: float = field(default_factory=time.monotonic)
+    stamps: Sequence[float] = (0.0, 0.0)  # the two images' stamps, seconds
 
 
 class PairQueue:
@@ -146,6 +147,7 @@ class InferenceWorker:
         self._sensors, self._metric = sensors, metric
         self.tracker = None
         self.last_reconstruction: Any = None  # for diagnostics: scale, focal, frame
+        self.map_fusion: Any = None  # lsm.mapping.MapFusion, or None: no map
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lsm_inference", daemon=True)
         self.perception: Any = None
@@ -240,6 +242,9 @@ class InferenceWorker:
             if wanted and not self._stop.is_set():
                 self._sink.publish_images(job, rec,
                                           perception.view_images(rec, spec.labels, 0, wanted))
+        if self.map_fusion is not None:  # after every output: the map is not in the latency
+            for job, rec in zip(jobs, recs):
+                self.map_fusion.add(rec, perception.map_points, tuple(job.stamps))
 
     def _in_world(self, rec, world):
         """``rec`` in the configured world frame when TF gave its transform and the result is

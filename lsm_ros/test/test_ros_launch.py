@@ -98,4 +98,6 @@ def test_rviz_config_shows_the_node_outputs(package_root):
     assert by_topic["lsm_node/labels_color"]["Class"] == "rviz_default_plugins/Image"
     assert by_topic["lsm_node/poses"]["Class"] == "rviz_default_plugins/PoseArray"
     assert by_topic["lsm_node/query_markers"]["Class"] == "rviz_default_plugins/MarkerArray"
+    assert by_topic["lsm_node/map"]["Class"] == "rviz_default_plugins/PointCloud2"
+    assert by_topic["lsm_node/map"]["Enabled"] is True
     assert config["Visualization Manager"]["Global Options"]["Fixed Frame"]

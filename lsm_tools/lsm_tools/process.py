@@ -62,17 +62,34 @@ def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> int:
 
 def call_query(node, label: str, threshold: float = 0.0, view: int = -1,
                service: str = "/lsm/query", timeout: float = 30.0,
-               server_process: Optional[subprocess.Popen] = None):
+               server_process: Optional[subprocess.Popen] = None, scope: int = 0,
+               max_instances: int = 0):
     """Call Query on ``service`` from rclpy ``node``; returns the response.
 
     Raises TimeoutError when the service does not appear or answer within ``timeout`` s,
     RuntimeError when ``server_process`` exits meanwhile.
     """
-    import rclpy
-
     from lsm_ros_interfaces.srv import Query
 
-    client = node.create_client(Query, service)
+    request = Query.Request(label=label, threshold=float(threshold), view=int(view),
+                            scope=int(scope), max_instances=int(max_instances))
+    return call_service(node, Query, service, request, timeout, server_process)
+
+
+def call_trigger(node, service: str, timeout: float = 30.0,
+                 server_process: Optional[subprocess.Popen] = None):
+    """Call a std_srvs/Trigger service (e.g. ~/save_map); returns the response."""
+    from std_srvs.srv import Trigger
+
+    return call_service(node, Trigger, service, Trigger.Request(), timeout, server_process)
+
+
+def call_service(node, srv_type, service: str, request, timeout: float = 30.0,
+                 server_process: Optional[subprocess.Popen] = None):
+    """Call ``service`` once from rclpy ``node`` and wait for the answer (see call_query)."""
+    import rclpy
+
+    client = node.create_client(srv_type, service)
     try:
         deadline = time.monotonic() + timeout
         while not client.wait_for_service(timeout_sec=0.2):
@@ -81,7 +98,6 @@ def call_query(node, label: str, threshold: float = 0.0, view: int = -1,
                                    f"before {service} appeared")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"service {service} did not appear within {timeout} s")
-        request = Query.Request(label=label, threshold=float(threshold), view=int(view))
         future = client.call_async(request)
         rclpy.spin_until_future_complete(node, future,
                                          timeout_sec=max(0.1, deadline - time.monotonic()))

@@ -56,10 +56,14 @@ def test_interfaces_are_a_dependency_and_importable(package_root):
                       "mask": "sensor_msgs/Image", "points": "sensor_msgs/PointCloud2",
                       "centroid": "geometry_msgs/Point", "extent": "geometry_msgs/Vector3",
                       "score": "float", "header": "std_msgs/Header", "age": "double",
-                      "units": "string", "scale_source": "string"}
+                      "units": "string", "scale_source": "string",
+                      "instances": "sequence<lsm_ros_interfaces/Instance>"}
     assert query.Request.get_fields_and_field_types() == {
-        "label": "string", "threshold": "float", "view": "int32"}
+        "label": "string", "threshold": "float", "view": "int32", "scope": "uint8",
+        "max_instances": "uint32"}
     assert query.Request().view == query.Request.VIEW_LATEST == -1
+    # old clients: a request without the new fields asks the latest reconstruction
+    assert query.Request().scope == query.Request.SCOPE_LATEST == 0
 
 
 def test_share_directory_has_config_and_launch():
