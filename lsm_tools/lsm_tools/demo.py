@@ -14,13 +14,20 @@
    frames of the path at ``--rate`` Hz; the node forms keyframe pairs itself.
    ``--no-sensors``: neither CameraInfo, depth nor TF, and the pair-mode cameras are frames
    k and k + gap of the path: the model alone, in model units.
-4. Calls ``~/save_scene`` and writes into ``--out``:
+4. **Map**: restarts the node as an RGB-D camera once more and drives through the whole
+   room (``--map-keyframes`` keyframes ``--map-spacing`` m apart); every pair is fused into
+   the node's map in ``odom``; asks ``/lsm/query`` with scope SCOPE_MAP for every furniture
+   class and a synonym (instances against the true boxes) and calls ``~/save_map``
+   (lsm_tools.demo_map). Pair mode also fuses its stereo pairs and is asked once.
+5. Calls ``~/save_scene`` and writes into ``--out``:
 
    * ``pair_NNN.png`` / ``mono_NNN.png``: inputs, rendered RGB, rendered depth, coloured labels
      and one panel per query mask;
    * ``pair_NNN_points.ply`` ...: the labelled cloud of each reconstruction as published;
    * ``scene/``: the last reconstruction from ``~/save_scene`` (``gaussians.ply`` for 3DGS
      viewers, ``points.ply``, ``cameras.json``);
+   * ``map/`` (map.ply, map.json) and ``map_topdown.png``: the map from above, the answered
+     instance boxes against the true object boxes;
    * ``poses.json``: estimated vs true relative poses and focal lengths per reconstruction;
    * ``summary.json`` and the printed summary: reconstructions, latency per pair, the
      published depth against the true depth (scale error, AbsRel), queries (IoU with the
@@ -81,6 +88,11 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                    help="no CameraInfo, depth or TF: the model alone, in model units")
     p.add_argument("--baseline", type=float, default=0.12,
                    help="stereo rig baseline in metres (pair mode with sensors)")
+    p.add_argument("--map-keyframes", type=int, default=16,
+                   help="RGB-D keyframes of the drive through the room that builds the map "
+                        "(0 = skip the map phase; it needs the sensors)")
+    p.add_argument("--map-spacing", type=float, default=0.4,
+                   help="metres between map keyframes")
     return p.parse_args(argv)
 
 
@@ -338,6 +350,8 @@ class Demo:
         self.logs: List[Path] = []
         self.results: List[ReceivedPair] = []
         self.problems: List[str] = []
+        self.map_queries: List[dict] = []  # map phase answers (demo_map.map_query_record)
+        self.pair_map_query: Optional[dict] = None
         self.t0 = time.monotonic()
 
     def say(self, text: str) -> None:
@@ -438,6 +452,18 @@ class Demo:
                 self.collect(client, [rec])
                 self.ask(client, proc, rec, frames, class_names)
             self.save_scene(client)
+            if sensors:  # the stereo pairs were fused into the node's map in odom too
+                from lsm_tools.demo_map import SCOPE_MAP, map_query_record
+                from lsm_tools.process import call_query
+                from lsm_train.evaluation.map import object_boxes
+
+                answer = call_query(client.node, "couch", scope=SCOPE_MAP, server_process=proc,
+                                    timeout=a.timeout)
+                self.pair_map_query = dict(map_query_record("couch", answer, object_boxes(room)),
+                                           mode="pair")
+                self.say(f"pair mode: map query 'couch' over {len(starts)} stereo pairs: "
+                         + (f"{len(answer.instances)} instance(s)" if answer.success
+                            else answer.message))
         finally:
             client.destroy()
             code = stop_process(proc)
@@ -531,6 +557,8 @@ class Demo:
             "depth": [dict(r.depth, mode=r.mode, frames=list(r.frames)) for r in self.results
                       if r.depth is not None],
             "queries": queries,
+            "map_queries": self.map_queries + ([self.pair_map_query] if self.pair_map_query
+                                               else []),
             "problems": self.problems,
             "output_folder": str(self.out.resolve()),
         }
@@ -567,6 +595,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             demo.run_pair_mode(frames, class_names, room)
         if args.mono_frames:
             demo.run_mono_mode(frames, class_names)
+        if args.map_keyframes and not args.no_sensors:
+            from lsm_tools.demo_map import run_map_mode
+
+            demo.map_queries = run_map_mode(demo, (h, w), DemoClient)
     except (TimeoutError, RuntimeError) as exc:
         demo.problems.append(str(exc))
     finally:
@@ -584,6 +616,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         demo.problems.append(f"{summary['reconstructions']} of {expected} reconstructions arrived")
     if args.pairs and not (demo.out / "scene" / "gaussians.ply").is_file():
         demo.problems.append("scene/gaussians.ply was not written")
+    if args.map_keyframes and not args.no_sensors and not (demo.out / "map_topdown.png").is_file():
+        demo.problems.append("map_topdown.png was not written")
     print_summary(summary, demo)
     if demo.problems:
         for log in demo.logs:
@@ -613,8 +647,14 @@ def print_summary(summary: dict, demo: Demo) -> None:
         what = f"score {q['score']:.2f}, {q.get('mask_pixels', 0)} mask pixels{iou}{where}" \
             if q["success"] else q["message"]
         print(f"query {q['label']!r} ({q['mode']} frames {q['frames']}): {what}")
+    for q in summary["map_queries"]:
+        where = (f", nearest {q['nearest_error_m']:.2f} m from the true centre in odom"
+                 if "nearest_error_m" in q else "")
+        what = (f"{q['instances']} instance(s){where}, {q['false_instances']} false"
+                if q["success"] else q["message"])
+        print(f"map query {q['label']!r}{' (pair mode)' if q.get('mode') == 'pair' else ''}: {what}")
     print(f"files: {summary['output_folder']} (panels *.png, clouds *_points.ply, scene/gaussians.ply, "
-          "poses.json, summary.json)")
+          "map/, map_topdown.png, poses.json, summary.json)")
     for p in summary["problems"]:
         print(f"PROBLEM: {p}")
     print("result:", "OK" if not summary["problems"] else "FAILED")

@@ -27,7 +27,7 @@ def demo_run(tmp_path_factory):
     demo = Path(sys.executable).parent / "lsm_demo"
     run = subprocess.run([str(demo), "--out", str(out), "--pairs", "1", "--mono-frames", "5",
                           "--keyframe-interval", "4", "--size", "240x320",
-                          "--query", "couch", "bed", "floor"],
+                          "--query", "couch", "bed", "floor", "--map-keyframes", "5"],
                          capture_output=True, text=True, timeout=600)
     return run, out
 
@@ -55,6 +55,21 @@ def test_demo_writes_panels_and_labelled_clouds(demo_run):
         assert {"x", "y", "z", "red", "label", "confidence"} <= set(cloud.dtype.names)
         assert np.isfinite(cloud["x"]).all() and cloud["label"].max() < 8
         assert len(np.unique(cloud["label"])) >= 2  # more than one class in a room
+
+
+def test_demo_builds_queries_saves_and_draws_the_map(demo_run):
+    import cv2
+
+    run, out = demo_run
+    summary = json.loads((out / "summary.json").read_text())
+    labels = [q["label"] for q in summary["map_queries"]]
+    assert labels[:5] == ["sofa", "couch", "bed", "table", "chair"] and labels[5] == "couch"
+    assert sum(q["success"] for q in summary["map_queries"]) >= 3  # some objects are found
+    assert "map query 'couch'" in run.stdout
+    meta = json.loads((out / "map" / "map.json").read_text())
+    assert meta["frame"] == "odom" and meta["units"] == "m" and meta["voxels"] > 1000
+    picture = cv2.imread(str(out / "map_topdown.png"))
+    assert picture is not None and picture.std() > 10
 
 
 def test_demo_saves_the_scene_as_3dgs_ply(demo_run):
