@@ -26,6 +26,7 @@ setup(
             "lsm_bag = lsm_tools.bag_replay:main",
             "lsm-benchmark = lsm_tools.benchmark:main",
             "lsm-benchmark-map = lsm_tools.map_benchmark:main",
+            "lsm-benchmark-live = lsm_tools.live_benchmark:main",
             "lsm-train = lsm_train.training.train:main",
             "lsm-eval = lsm_train.evaluation.evaluate:main",
             "lsm-eval-metric = lsm_train.evaluation.metric:main",

@@ -66,12 +66,11 @@ class Perception:
              precision: str = "fp32", cpu_threads: int = 0) -> "Perception":
         """Load the model from ``weights`` onto ``device`` ('auto', 'cpu', 'cuda', 'cuda:N').
 
-        ``cpu_threads``: torch's process-wide CPU thread count; 0 = all cores but one, which
-        leaves a core to the caller's own threads (a ROS executor, services).
+        ``cpu_threads``: torch's process-wide CPU thread count; 0 = all cores.
         """
         start = time.monotonic()
         dev = resolve_device(device)
-        torch.set_num_threads(cpu_threads or max(1, (os.cpu_count() or 2) - 1))
+        torch.set_num_threads(cpu_threads or max(1, os.cpu_count() or 1))
         model = weights.load_model(dev)
         perception = cls(model, precision)
         _ = perception.text_encoder  # built now, not in the first query

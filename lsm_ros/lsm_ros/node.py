@@ -141,7 +141,7 @@ class LsmNode(LifecycleNode):
             self._keyframer = MonoKeyframer(s.keyframe_interval, s.keyframe_min_seconds,
                                             s.keyframe_min_translation)
             self._keyframe_position = None
-        self._queue = PairQueue(s.queue_size)
+        self._queue = PairQueue(s.pending_pairs)
         self._worker = InferenceWorker(self._queue, self._loader, self._publisher,
                                        s.output_spec(), s.batch_size, self._worker_log,
                                        sensors=self._sensors, metric=s.metric_spec())
@@ -544,6 +544,10 @@ class LsmNode(LifecycleNode):
             "depth topics": ", ".join(t for t in sensors.depth_topics if t) if sensors else "",
             "tf": sensors.tf_kind if sensors else "",
             "scale_source (parameter)": self._settings.scale_source}
+        fusion = self._worker.map_fusion if self._worker is not None else None
+        if fusion is not None:
+            values["map"] = (f"{len(fusion.map)} of {fusion.map.max_voxels} voxels, "
+                             f"{fusion.map.evicted} evicted; {fusion.note}")
         if rec is None:
             return {**values, "units": SCALE_NOTE}
         values["units"] = "m" if rec.metric else SCALE_NOTE
@@ -557,10 +561,6 @@ class LsmNode(LifecycleNode):
         values["depth fused (fraction of pixels, view 0, view 1)"] = \
             f"{rec.depth_fused[0]:.2f}, {rec.depth_fused[1]:.2f}"
         values["3-D output frame"] = rec.frame or "reference camera's optical frame"
-        fusion = self._worker.map_fusion if self._worker is not None else None
-        if fusion is not None:
-            values["map"] = (f"{len(fusion.map)} of {fusion.map.max_voxels} voxels, "
-                             f"{fusion.map.evicted} evicted; {fusion.note}")
         return values
 
     def _publish_diagnostics(self) -> None:
@@ -574,13 +574,16 @@ class LsmNode(LifecycleNode):
             level, message = "error", f"model failed to load: {w.error}"
         elif w.state != "ready":
             level, message = "warn", f"model {w.state}"
-        elif drops > self._last_diag_drops:
+        elif drops > self._last_diag_drops and self._queue.maxsize > 1:
             level, message = "warn", (f"dropping pairs: inference slower than input "
                                       f"({drops} dropped so far)")
         elif self._state != "active":
             level, message = "warn", f"{self._state}: not subscribed to images (lifecycle)"
         elif pairing:
             level, message = "warn", pairing
+        elif drops > self._last_diag_drops:  # pending_pairs 1: by design, not a fault
+            level, message = "ok", (f"running on the newest pair ({drops} older pairs "
+                                    "skipped so far: input faster than inference)")
         else:
             level, message = "ok", "running"
         self._last_diag_drops = drops

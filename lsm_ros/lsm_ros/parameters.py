@@ -120,9 +120,9 @@ PARAMETER_SPECS: Tuple[ParameterSpec, ...] = (
                   "'cuda:N'.",
                   additional_constraints="auto, cpu, cuda or cuda:N"),
     ParameterSpec("cpu_threads", 0, _S.PARAMETER_INTEGER,
-                  "torch CPU threads for inference; 0 = all cores but one (at least 1). "
-                  "The spare core keeps image callbacks and services responsive while a "
-                  "forward pass runs.",
+                  "torch CPU threads for inference; 0 = all cores. "
+                  "On 2 cores the node publishes about 1.4x the pairs it did with one thread "
+                  "(lsm-benchmark-live --compare), and its callbacks and services still answer.",
                   int_range=(0, 1024)),
     ParameterSpec("precision", "fp32", _S.PARAMETER_STRING,
                   "Inference precision; fp16/bf16 only take effect on CUDA.",
@@ -198,8 +198,12 @@ PARAMETER_SPECS: Tuple[ParameterSpec, ...] = (
                   "Mode 'mono': odometry frame for the keyframe motion check; '' = none. "
                   "The camera's motion between keyframes is looked up in TF."),
     ParameterSpec("queue_size", 10, _S.PARAMETER_INTEGER,
-                  "Depth of the image subscriptions, pair matching and inference queue. "
-                  "When the inference queue is full the oldest pair is dropped and counted.",
+                  "Depth of the image subscriptions and of pair matching.",
+                  int_range=(1, 1000)),
+    ParameterSpec("pending_pairs", 1, _S.PARAMETER_INTEGER,
+                  "Most pairs waiting for inference; a newer pair replaces the oldest, counted "
+                  "in /diagnostics (queue drops). 1 = always the newest pair: answers are at "
+                  "most about one pair time old. Larger values process a backlog (bags).",
                   int_range=(1, 1000)),
     ParameterSpec("query_queue_size", 100, _S.PARAMETER_INTEGER,
                   "Most /lsm/query requests waiting for an answer. "
@@ -286,6 +290,7 @@ class LsmSettings:
     keyframe_min_translation: float = _default("keyframe_min_translation")
     odom_frame: str = _default("odom_frame")
     queue_size: int = _default("queue_size")
+    pending_pairs: int = _default("pending_pairs")
     query_queue_size: int = _default("query_queue_size")
     batch_size: int = _default("batch_size")
     labels: Tuple[str, ...] = _default("labels")

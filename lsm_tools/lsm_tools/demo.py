@@ -363,7 +363,7 @@ class Demo:
         log = Path(tempfile.mkdtemp(prefix="lsm_demo_")) / f"lsm_node_{mode}.log"
         self.logs.append(log)
         ros_args = ["-p", f"mode:={mode}", "-p", f"image_topics:=[{','.join(topics)}]",
-                    "-p", "queue_size:=20",
+                    "-p", "queue_size:=20", "-p", "pending_pairs:=20",  # every pair, measured
                     "-p", f"save_directory:={self.out.resolve()}", *extra]
         if not self.args.no_sensors:
             ros_args += ["-p", "world_frame:=odom", "-p", "odom_frame:=odom"]
@@ -418,7 +418,6 @@ class Demo:
                                 env=self.env)
 
     def run_pair_mode(self, frames, class_names, room) -> None:
-        from lsm_tools.process import stop_process
 
         a = self.args
         sensors = not a.no_sensors
@@ -465,16 +464,9 @@ class Demo:
                          + (f"{len(answer.instances)} instance(s)" if answer.success
                             else answer.message))
         finally:
-            client.destroy()
-            code = stop_process(proc)
-            if odometry is not None:
-                odometry.kill()
-                odometry.wait()
-            if code != 0:
-                self.problems.append(f"lsm_node (pair mode) exited with status {code}")
+            self.stop(client, proc, odometry, "pair mode")
 
     def run_mono_mode(self, frames, class_names) -> None:
-        from lsm_tools.process import stop_process
 
         a = self.args
         sensors = not a.no_sensors
@@ -519,13 +511,19 @@ class Demo:
                          f"{rec.n_points} points, latency {rec.latency:.2f} s")
                 self.results.append(rec)
         finally:
-            client.destroy()
-            code = stop_process(proc)
-            if odometry is not None:
-                odometry.kill()
-                odometry.wait()
-            if code != 0:
-                self.problems.append(f"lsm_node (mono mode) exited with status {code}")
+            self.stop(client, proc, odometry, "mono mode")
+
+    def stop(self, client, proc, odometry, what: str) -> None:
+        """End a phase: the demo's client, the node (like Ctrl-C) and the odometry process."""
+        from lsm_tools.process import stop_process
+
+        client.destroy()
+        code = stop_process(proc)
+        if odometry is not None:
+            odometry.kill()
+            odometry.wait()
+        if code != 0:
+            self.problems.append(f"lsm_node ({what}) exited with status {code}")
 
     def save_scene(self, client: DemoClient) -> None:
         import shutil

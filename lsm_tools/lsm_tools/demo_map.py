@@ -104,7 +104,7 @@ def run_map_mode(demo, size, make_client) -> List[dict]:
     """Step 4 of the demo (see the module docstring); returns the map query records.
     ``demo``: the running lsm_tools.demo.Demo; ``make_client(cameras, depth)``: its
     DemoClient (publishers and output subscriptions)."""
-    from lsm_tools.process import call_query, call_trigger, stop_process
+    from lsm_tools.process import call_query, call_trigger
     from lsm_train.evaluation.map import object_boxes, sweep
 
     a = demo.args
@@ -162,12 +162,7 @@ def run_map_mode(demo, size, make_client) -> List[dict]:
         demo.say(f"map: saved to {target} (map.ply, map.json); drawn in "
                  f"{demo.out / 'map_topdown.png'}")
     finally:
-        client.destroy()
-        code = stop_process(proc)
-        odometry.kill()
-        odometry.wait()
-        if code != 0:
-            demo.problems.append(f"lsm_node (map) exited with status {code}")
+        demo.stop(client, proc, odometry, "map")
     return records
 
 

@@ -46,7 +46,7 @@ def _map_node(params_file, log, extra=()):
         "-p", "camera_info_topics:=[/rgbd/camera_info]", "-p", "depth_topics:=[/rgbd/depth]",
         "-p", "odom_frame:=odom", "-p", "world_frame:=odom", "-p", "keyframe_interval:=1",
         "-p", "keyframe_min_seconds:=0.0", "-p", "keyframe_min_translation:=0.0",
-        "-p", "qos:=reliable", *extra], log_path=log)
+        "-p", "qos:=reliable", "-p", "pending_pairs:=20", *extra], log_path=log)
 
 
 def _ready(values):

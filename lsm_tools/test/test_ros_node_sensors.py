@@ -74,7 +74,7 @@ def test_rgbd_camera_with_odometry_gives_metric_outputs_in_the_world_frame(param
         "-p", "camera_info_topics:=[/rgbd/camera_info]", "-p", "depth_topics:=[/rgbd/depth]",
         "-p", "odom_frame:=odom", "-p", "world_frame:=odom", "-p", "keyframe_interval:=4",
         "-p", "keyframe_min_seconds:=0.0", "-p", "keyframe_min_translation:=0.0",
-        "-p", "qos:=reliable"], log_path=log)
+        "-p", "qos:=reliable", "-p", "pending_pairs:=4"], log_path=log)
     client = NodeClient("lsm_test_rgbd", [], namespace_node="/rgbd_robot/lsm_node")
     camera = CameraPublisher(client.node, "/rgbd", depth=True)
     try:

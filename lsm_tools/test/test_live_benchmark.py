@@ -1,0 +1,26 @@
+"""lsm-benchmark-live runs end to end over DDS and its figures are consistent (no timing
+thresholds: speed is reported by the benchmark, not asserted)."""
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+
+pytest.importorskip("rclpy")
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+
+def test_live_benchmark_measures_throughput_latency_and_staleness(rclpy_node):
+    from lsm_tools.live_benchmark import CONFIGS, measure, report
+
+    rows = measure("defaults", CONFIGS["defaults"], [8.0], 6.0, (240, 320), dict(os.environ),
+                   log=print)
+    (r,) = rows
+    print(report(rows))
+    assert r["offered"] == 48 and 2 <= r["published"] <= r["offered"]
+    assert r["pairs_per_s"] > 0 and math.isfinite(r["latency_median_s"])
+    assert r["latency_p90_s"] >= r["latency_median_s"] > 0
+    # the newest pair only: at 8 Hz offered, the node skips pairs rather than queueing them
+    assert r["published"] < r["offered"] or r["pairs_per_s"] >= 7.0
