@@ -95,6 +95,7 @@ class LsmNode(LifecycleNode):
         self._images_received = self._pairs_formed = 0  # counters (rates: diagnostics)
         self._last_image = {}  # camera -> (monotonic time, stamp) of its last usable image
         self._last_pair_time = time.monotonic()  # (start-up counts: no warning before 2 s)
+        self._last_rejection = (0.0, "")  # monotonic time, reason of the last refused pair
         self._input_rate, self._pair_rate, self._output_rate = (
             RateMeter(), RateMeter(), RateMeter())
         self._problems = InputProblems(self.get_logger())
@@ -344,6 +345,7 @@ class LsmNode(LifecycleNode):
         (rgb0, header0), (rgb1, header1) = pair[0].item, pair[1].item
         problem = pair_problem(rgb0, rgb1)
         if problem:
+            self._last_rejection = (time.monotonic(), problem)
             self._problems.report(" and ".join(self.image_topic_names()), problem)
             return
         self._pairs_formed += 1
@@ -601,9 +603,14 @@ class LsmNode(LifecycleNode):
         recent = {c: v for c, v in self._last_image.items() if now - v[0] < window}
         topics = self.image_topic_names()
         if len(recent) == 2:
+            if now - self._last_rejection[0] < window:
+                return (f"images arrive on both cameras and match in time, but every pair of the "
+                        f"last {window:g} s was refused: {self._last_rejection[1]}")
             gap = abs(recent[0][1] - recent[1][1])
             return (f"images arrive on both cameras but no pair formed for {window:g} s: their "
-                    f"stamps differ by {gap:.3f} s, more than slop = {self._settings.slop:g} s")
+                    f"newest stamps differ by {gap:.3f} s ({topics[0]} {recent[0][1]:.3f} s, "
+                    f"{topics[1]} {recent[1][1]:.3f} s), more than slop = "
+                    f"{self._settings.slop:g} s")
         if len(recent) == 1:
             camera = next(iter(recent))
             return (f"images arrive only on {topics[camera]}; none on {topics[1 - camera]} "

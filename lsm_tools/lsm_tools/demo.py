@@ -632,8 +632,12 @@ def print_summary(summary: dict, demo: Demo) -> None:
     if summary["reconstructions"]:
         print(f"latency per pair (publish -> all outputs): mean {summary['latency_s']['mean']:.2f} s, "
               f"max {summary['latency_s']['max']:.2f} s")
+        known = "" if demo.args.no_sensors else (
+            " (published poses: the stereo rig's and odometry's, which replace the network's "
+            "estimate once the scale is metric; lsm-eval-metric measures the estimate)")
         print(f"relative pose vs truth (median): rotation {summary['rotation_error_deg_median']:.1f} deg, "
-              f"translation direction {summary['translation_direction_error_deg_median']:.1f} deg")
+              f"translation direction {summary['translation_direction_error_deg_median']:.1f} deg"
+              + known)
     for d in summary["depth"]:
         print(f"published depth vs truth ({d['mode']} frames {d['frames']}, {d['units']}): scale "
               f"error {100 * d['scale_error']:+.1f} %, AbsRel {d['abs_rel']:.3f} "

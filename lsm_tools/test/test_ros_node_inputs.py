@@ -106,6 +106,11 @@ def test_malformed_inputs_are_dropped_logged_once_and_the_node_keeps_working(nod
         client.spin_for(0.5)
     r = call_query(client.node, "chair", server_process=proc, timeout=30)
     assert not r.success and r.message.startswith("no reconstruction yet"), r.message
+    # no usable pair for over 2 s: /diagnostics says why the matching pairs were refused
+    assert client.spin_until(lambda: any(
+        "every pair of the last 2 s was refused: the two views are identical" in s.message
+        for m in client.received["diagnostics"] for s in m.status), timeout=5), \
+        [s.message for m in client.received["diagnostics"][-3:] for s in m.status]
 
     t += 1.0
     sent = t
@@ -137,7 +142,11 @@ def test_images_that_never_pair_raise_a_warning_with_the_reason(node):
     def latest():
         return client.received["diagnostics"][-1].status[0]
 
+    # the previous test's refused pairs (identical views) leave their own WARN for 2 s
+    client.spin_until(lambda: "no pair formed" not in latest().message
+                      and "refused" not in latest().message, timeout=5)
     start, t = time.monotonic(), 5000.0
+    seen = len(client.received["diagnostics"])
     warned = None
     while time.monotonic() - start < 6.0 and warned is None:
         client.publish(0, image_msg(_good(seed=7), t, "cam0"))
@@ -145,10 +154,12 @@ def test_images_that_never_pair_raise_a_warning_with_the_reason(node):
         t += 0.5  # never within slop of the other camera's images
         client.spin_for(0.2)
         status = latest()
-        if status.level == DiagnosticStatus.WARN and "no pair formed" in status.message:
+        if (len(client.received["diagnostics"]) > seen and status.level == DiagnosticStatus.WARN
+                and "no pair formed" in status.message):
             warned = time.monotonic() - start
     assert warned is not None and warned <= 3.5, latest().message  # 2 s window + 1 Hz timer
-    assert "differ by 0.250 s, more than slop = 0.05 s" in latest().message
+    assert "differ by 0.250 s" in latest().message, latest().message
+    assert "more than slop = 0.05 s" in latest().message
     assert latest().name == "/lsm_node: reconstruction"  # the node's own name
     client.publish(0, image_msg(_good(seed=9), t, "cam0"))
     client.publish(1, image_msg(_good(seed=10), t, "cam1"))
