@@ -515,7 +515,9 @@ class LsmNode(LifecycleNode):
             "lifecycle state": self._state,
             "model state": w.state + (f" ({w.error})" if w.error else ""),
             "device": perception.device if perception is not None else self._settings.device,
-            "precision": (perception.precision if perception is not None
+            "precision": (f"{perception.precision} ({perception.precision_note})"
+                          if perception is not None and perception.precision_note
+                          else perception.precision if perception is not None
                           else self._settings.precision),
             "mode": self._settings.mode,
             "images received": self._images_received,

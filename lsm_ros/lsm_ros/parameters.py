@@ -125,7 +125,10 @@ PARAMETER_SPECS: Tuple[ParameterSpec, ...] = (
                   "(lsm-benchmark-live --compare), and its callbacks and services still answer.",
                   int_range=(0, 1024)),
     ParameterSpec("precision", "fp32", _S.PARAMETER_STRING,
-                  "Inference precision; fp16/bf16 only take effect on CUDA.",
+                  "Inference precision. CUDA: fp16/bf16 autocast. CPU: bf16 runs where the "
+                  "processor has native bf16 (sparse convolutions and pointmap heads stay "
+                  "fp32), fp16 falls back to fp32; the effective value is in /diagnostics. "
+                  "The speed and accuracy cost of bf16 are measured by lsm-benchmark.",
                   choices=PRECISIONS),
     ParameterSpec("mode", "pair", _S.PARAMETER_STRING,
                   "Camera set-up: 'pair' (two cameras) or 'mono' (one moving camera). "

@@ -200,6 +200,8 @@ class InferenceWorker:
                           f"({getattr(p, 'precision', '?')}) in "
                           f"{getattr(p, 'load_seconds', 0.0):.1f} s from "
                           f"{', '.join(f'{k}: {v}' for k, v in sources.items()) or '?'}")
+        if getattr(p, "precision_note", ""):
+            self._log("warning", f"precision: {p.precision_note}")
         while not self._stop.is_set():
             jobs = self.queue.get_batch(max(1, self._batch_size), timeout=0.5)
             if not jobs:

@@ -322,6 +322,67 @@ def measure_batches(model, pairs, device, batch_sizes, repeats) -> List[Dict[str
     return rows
 
 
+def _rotation_deg(a: torch.Tensor, b: torch.Tensor) -> float:
+    R = a[:3, :3].T @ b[:3, :3]
+    return math.degrees(math.acos(max(-1.0, min(1.0, (float(R.trace()) - 1.0) / 2.0))))
+
+
+def measure_precisions(model, pairs, device: torch.device, repeats: int,
+                       labels: Optional[Sequence[str]] = None) -> List[Dict[str, object]]:
+    """Each precision that runs on ``device`` against fp32 on the same pairs, alternating
+    within one run: seconds per pair (preprocessing + network + cameras) and the accuracy
+    cost (pointmap distance relative to the fp32 point's range, depth AbsRel against fp32,
+    share of Gaussians whose label changes, camera rotation difference)."""
+    from lsm.perception import Perception, effective_precision
+    from lsm.specs import PRECISIONS
+
+    runs = {}
+    for name in PRECISIONS:
+        effective, note = effective_precision(name, str(device))
+        if name == "fp32" or effective == name:
+            runs[name] = Perception(model, name)
+        else:
+            runs.setdefault("skipped", []).append(f"{name}: {note}")
+    times: Dict[str, List[float]] = {name: [] for name in runs if name != "skipped"}
+    recs: Dict[str, list] = {name: [] for name in times}
+    for r in range(repeats + 1):
+        for i, pair in enumerate(pairs):
+            for name in times:
+                _sync(device)
+                t0 = time.perf_counter()
+                rec = runs[name].reconstruct([pair])[0]
+                _sync(device)
+                if r > 0:
+                    times[name].append(time.perf_counter() - t0)
+                else:
+                    recs[name].append(rec)
+    base = _median(times["fp32"])
+    rows = []
+    for name in times:
+        row: Dict[str, object] = {"precision": name, "seconds": _median(times[name]),
+                                  "speedup": base / _median(times[name])}
+        if name != "fp32":
+            rel, absrel, changed, rot = [], [], [], []
+            for a, b in zip(recs["fp32"], recs[name]):
+                pa, pb = a.pointmaps.float(), b.pointmaps.float()
+                rel.append(float(((pa - pb).norm(dim=-1) / pa.norm(dim=-1).clamp_min(1e-6))
+                                 .median()))
+                da, db = pa[..., 2].abs().clamp_min(1e-6), pb[..., 2]
+                absrel.append(float(((da - db).abs() / da).mean()))
+                rot.append(_rotation_deg(a.c2w[1].double(), b.c2w[1].double()))
+                if labels:
+                    la, _ = runs["fp32"].point_labels(a, list(labels))
+                    lb, _ = runs["fp32"].point_labels(b, list(labels))
+                    changed.append(float((np.asarray(la) != np.asarray(lb)).mean()))
+            row.update(pointmap_rel_diff=max(rel), depth_absrel_vs_fp32=max(absrel),
+                       rotation_diff_deg=max(rot),
+                       labels_changed=max(changed) if changed else None)
+        rows.append(row)
+    if runs.get("skipped"):
+        rows.append({"skipped": runs["skipped"]})
+    return rows
+
+
 def measure_resolutions(perception, pairs, device, sizes, repeats,
                         peak_flops) -> List[Dict[str, float]]:
     """Per model input size S: network + cameras time, render time, FLOPs, peak memory."""
@@ -528,6 +589,21 @@ def markdown_report(result: Dict[str, object]) -> str:
                   "| batch | ms / batch | pairs/s |", "|---:|---:|---:|"]
         for row in dev["batches"]:
             lines.append(f"| {row['batch']} | {_ms(row['seconds'])} | {row['pairs_per_s']:.2f} |")
+        lines += ["", "| precision | ms / pair | speed-up | pointmap diff vs fp32 (median, "
+                      "worst pair) | depth AbsRel vs fp32 | labels changed | rotation diff |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for row in dev.get("precisions", []):
+            if "skipped" in row:
+                lines.append(f"\nNot run here: {'; '.join(row['skipped'])}.")
+            elif row["precision"] == "fp32":
+                lines.append(f"| fp32 | {_ms(row['seconds'])} | 1.00x | reference | | | |")
+            else:
+                changed = (f"{100 * row['labels_changed']:.1f} %"
+                           if row["labels_changed"] is not None else "n/a")
+                lines.append(f"| {row['precision']} | {_ms(row['seconds'])} | "
+                             f"{row['speedup']:.2f}x | {100 * row['pointmap_rel_diff']:.2f} % | "
+                             f"{row['depth_absrel_vs_fp32']:.4f} | {changed} | "
+                             f"{row['rotation_diff_deg']:.2f} deg |")
         lines += ["", "| input S | Gaussians | network + cameras ms | render ms (2 views) | "
                       "GFLOP / pair | GFLOP/s | efficiency | peak / working memory MiB |",
                   "|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -638,6 +714,9 @@ def run_benchmark(model, devices: Sequence[str], settings: BenchmarkSettings,
                                 ros=settings.ros)
         log(f"[{name}] batch sizes {list(settings.batch_sizes)}")
         batches = measure_batches(model, pairs, device, settings.batch_sizes, settings.repeats)
+        log(f"[{name}] precisions")
+        precisions = measure_precisions(model, pairs, device, settings.repeats,
+                                        DEFAULT_LABELS if labels else None)
         log(f"[{name}] resolutions {list(settings.sizes)}")
         resolutions = measure_resolutions(perception, pairs, device, settings.sizes, settings.repeats,
                                           peak["flops_per_s"])
@@ -649,7 +728,8 @@ def run_benchmark(model, devices: Sequence[str], settings: BenchmarkSettings,
         pairs_per_s = batches[0]["pairs_per_s"]
         result["devices"].append({
             "machine": machine_info(device), "matmul_peak": peak, "stages": stages,
-            "batches": batches, "resolutions": resolutions, "renderer": renderer,
+            "batches": batches, "precisions": precisions, "resolutions": resolutions,
+            "renderer": renderer,
             "flops_per_pair": flops,
             "efficiency_batch1": (flops * pairs_per_s / peak["flops_per_s"]) if flops else None,
         })

@@ -12,9 +12,11 @@ measures on this process's monotonic clock:
 
 Configurations run in one invocation, so their ratios compare on this machine's speed of
 the moment: ``defaults`` (the node's parameters as shipped) and, with ``--compare``,
-``before`` (the pre-freshness defaults: ``pending_pairs 10``, one torch thread on 2 cores).
+``bf16`` (``precision: bf16``, where the CPU has native bf16) and ``before`` (the
+pre-freshness defaults: ``pending_pairs 10``, one torch thread on 2 cores); ``--configs``
+picks any of them.
 
-Usage: ``lsm-benchmark-live [--rates 4 30] [--seconds 20] [--compare]``.
+Usage: ``lsm-benchmark-live [--rates 4 30] [--seconds 20] [--compare | --configs NAME..]``.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 CONFIGS = {"defaults": [],
+           "bf16": ["-p", "precision:=bf16"],
            "before": ["-p", "pending_pairs:=10", "-p", "cpu_threads:=1"]}
 
 
@@ -59,11 +62,16 @@ def measure(name: str, ros_args: Sequence[str], rates: Sequence[float], seconds:
     node.create_subscription(PointCloud2, "/live/lsm_node/points",
                              lambda m: arrived.setdefault(round(stamp_seconds(m.header), 6),
                                                           time.monotonic()), 10)
-    ready = []
+    ready, precision = [], []
     from diagnostic_msgs.msg import DiagnosticArray
 
-    node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: ready.append(
-        diagnostic_values(m).get("model state", "").startswith("ready")), 10)
+    def on_diagnostics(m):
+        values = diagnostic_values(m)
+        ready.append(values.get("model state", "").startswith("ready"))
+        if "precision" in values:
+            precision.append(values["precision"])
+
+    node.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
     results = []
     try:
         end = time.monotonic() + 180
@@ -98,7 +106,8 @@ def measure(name: str, ros_args: Sequence[str], rates: Sequence[float], seconds:
             span = (got[-1][0] - got[0][0]) if n > 1 else float("nan")
             throughput = (n - 1) / span if n > 1 else 0.0
             median = float(np.median(latency)) if n else float("nan")
-            r = {"config": name, "offered_hz": rate, "offered": len(sent), "published": n,
+            r = {"config": name, "precision": precision[-1] if precision else "?",
+                 "offered_hz": rate, "offered": len(sent), "published": n,
                  "pairs_per_s": throughput, "latency_median_s": median,
                  "latency_p90_s": float(np.percentile(latency, 90)) if n else float("nan"),
                  "staleness_pair_times": median * throughput if n > 1 else float("nan")}
@@ -116,10 +125,10 @@ def measure(name: str, ros_args: Sequence[str], rates: Sequence[float], seconds:
 
 
 def report(rows: List[dict]) -> str:
-    lines = ["| configuration | offered | published pairs/s | latency median (p90) | staleness "
-             "(pair times) | published / offered |", "|---|---:|---:|---:|---:|---:|"]
+    lines = ["| configuration | precision (effective) | offered | published pairs/s | latency median (p90) | staleness "
+             "(pair times) | published / offered |", "|---|---|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['config']} | {r['offered_hz']:g} Hz | {r['pairs_per_s']:.2f} | "
+        lines.append(f"| {r['config']} | {r['precision']} | {r['offered_hz']:g} Hz | {r['pairs_per_s']:.2f} | "
                      f"{r['latency_median_s']:.2f} s ({r['latency_p90_s']:.2f} s) | "
                      f"{r['staleness_pair_times']:.1f} | {r['published']} / {r['offered']} |")
     return "\n".join(lines)
@@ -131,7 +140,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--size", default="480x640", help="HxW of the offered images")
     parser.add_argument("--compare", action="store_true",
-                        help="also run the pre-freshness defaults ('before') in the same run")
+                        help="also run bf16 (where the CPU has it) and the pre-freshness "
+                             "defaults ('before') in the same run")
+    parser.add_argument("--configs", nargs="+", choices=sorted(CONFIGS),
+                        help="configurations to run, in this order (default: defaults)")
     parser.add_argument("--checkpoint", default="")
     a = parser.parse_args(argv)
     import rclpy
@@ -142,7 +154,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     os.environ.update(env)
     size = tuple(int(x) for x in a.size.lower().split("x"))
     extra = ["-p", f"checkpoint:={a.checkpoint}"] if a.checkpoint else []
-    names = ["defaults"] + (["before"] if a.compare else [])
+    names = a.configs or (["defaults", "bf16", "before"] if a.compare else ["defaults"])
+    from lsm.perception import effective_precision
+
+    if "bf16" in names and effective_precision("bf16", "cpu")[0] != "bf16":
+        print(f"lsm-benchmark-live: bf16 skipped ({effective_precision('bf16', 'cpu')[1]})",
+              file=sys.stderr)
+        names.remove("bf16")
     rclpy.init(args=[])
     rows: List[dict] = []
     try:

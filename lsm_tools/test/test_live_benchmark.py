@@ -20,7 +20,19 @@ def test_live_benchmark_measures_throughput_latency_and_staleness(rclpy_node):
     (r,) = rows
     print(report(rows))
     assert r["offered"] == 48 and 2 <= r["published"] <= r["offered"]
+    assert r["precision"] == "fp32"  # the default, as /diagnostics reports it
     assert r["pairs_per_s"] > 0 and math.isfinite(r["latency_median_s"])
     assert r["latency_p90_s"] >= r["latency_median_s"] > 0
     # the newest pair only: at 8 Hz offered, the node skips pairs rather than queueing them
     assert r["published"] < r["offered"] or r["pairs_per_s"] >= 7.0
+
+
+def test_live_benchmark_runs_the_node_in_bf16_where_the_cpu_has_it(rclpy_node):
+    """precision: bf16 reaches the node: it reconstructs and /diagnostics names what ran."""
+    from lsm.perception import effective_precision
+    from lsm_tools.live_benchmark import CONFIGS, measure
+
+    (r,) = measure("bf16", CONFIGS["bf16"], [4.0], 4.0, (240, 320), dict(os.environ), log=print)
+    expected, note = effective_precision("bf16", "cpu")
+    assert r["published"] >= 2
+    assert r["precision"] == (expected if not note else f"{expected} ({note})")

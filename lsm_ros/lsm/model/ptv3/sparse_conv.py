@@ -210,6 +210,13 @@ class SubMConv3d(nn.Module):
             object.__setattr__(self, "_spconv_module", (feat.device.type, conv))
         conv = self._spconv_module[1]
         conv.weight = self.weight  # share our parameter (gradients land on it)
+        if not feat.is_cuda and torch.is_autocast_enabled("cpu"):
+            # spconv's CPU kernels are fp32 only: under CPU bf16 autocast this conv stays fp32
+            with torch.autocast("cpu", enabled=False):
+                return self._run_spconv(conv, feat.float(), sites)
+        return self._run_spconv(conv, feat, sites)
+
+    def _run_spconv(self, conv, feat: torch.Tensor, sites: SparseGrid) -> torch.Tensor:
         base = sites._spconv_tensor
         if base is None:
             indices = torch.cat([sites.batch[:, None], sites.grid], dim=1).int().contiguous()

@@ -1,0 +1,37 @@
+"""Reduced precision on CPU: bf16 runs where the processor has it, and its accuracy cost
+against fp32 stays small on fixed procedural pairs (the figures lsm-benchmark prints)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lsm.perception import Perception, effective_precision
+
+
+def test_effective_precision_says_what_runs_and_why():
+    assert effective_precision("fp32", "cpu") == ("fp32", "")
+    assert effective_precision("fp16", "cuda:0") == ("fp16", "")
+    assert effective_precision("bf16", "cuda") == ("bf16", "")
+    name, note = effective_precision("fp16", "cpu")
+    assert name == "fp32" and "CUDA only" in note
+    name, note = effective_precision("bf16", "cpu")
+    assert name in ("bf16", "fp32") and (name == "bf16") == (note == "")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        effective_precision("int8", "cpu")
+
+
+@pytest.mark.skipif(effective_precision("bf16", "cpu")[0] != "bf16",
+                    reason="this CPU has no native bf16")
+def test_cpu_bf16_keeps_pointmaps_cameras_and_labels_of_fp32():
+    from lsm.specs import DEFAULT_LABELS
+    from lsm_tools.benchmark import benchmark_pairs, measure_precisions
+
+    model = Perception.load(device="cpu").model
+    rows = measure_precisions(model, benchmark_pairs(2, (240, 320), seed=3),
+                              torch.device("cpu"), repeats=1, labels=DEFAULT_LABELS)
+    bf16 = next(r for r in rows if r.get("precision") == "bf16")
+    assert 0 < bf16["pointmap_rel_diff"] < 0.01  # it did run in bf16; measured 0.05 %
+    assert bf16["depth_absrel_vs_fp32"] < 0.01
+    assert bf16["rotation_diff_deg"] < 0.5  # measured 0.03-0.07 deg
+    assert bf16["labels_changed"] < 0.05  # measured 1 %
+    assert next(r for r in rows if r.get("precision") == "fp32")["speedup"] == 1.0
