@@ -41,8 +41,8 @@ SUBSCRIBED: Tuple[Endpoint, ...] = (
 
 PUBLISHED: Tuple[Endpoint, ...] = (
     Endpoint("~/points", "sensor_msgs/msg/PointCloud2",
-             f"Labelled cloud of both views (x y z rgb label confidence), {UNITS_NOTE}, "
-             f"{FRAME_NOTE}; published as soon as it exists."),
+             f"Labelled cloud of both views (x y z rgb label confidence), published as soon as "
+             f"it exists. {UNITS_NOTE[0].upper()}{UNITS_NOTE[1:]}, {FRAME_NOTE}."),
     Endpoint("~/poses", "geometry_msgs/msg/PoseArray",
              "Both cameras, in the frame and units of ~/points (in the optical frame, pose 0 "
              "is the identity)."),
@@ -61,8 +61,8 @@ PUBLISHED: Tuple[Endpoint, ...] = (
              "rgb8 rendering of the Gaussians at the reference view; computed only while "
              "subscribed."),
     Endpoint("~/detections", "vision_msgs/msg/Detection3DArray",
-             "Per reconstruction: one axis-aligned box per label with >= 30 points (classes, "
-             "not instances), in the frame and units of ~/points; computed only while "
+             "One axis-aligned box per label with >= 30 points, per reconstruction (classes, "
+             "not instances). In the frame and units of ~/points; computed only while "
              "subscribed."),
     Endpoint("~/query_detections", "vision_msgs/msg/Detection3DArray",
              "Every answered /lsm/query as detections: the box of its 3-D points, or the "
@@ -70,8 +70,8 @@ PUBLISHED: Tuple[Endpoint, ...] = (
     Endpoint("~/query_markers", "visualization_msgs/msg/MarkerArray",
              "Every answered /lsm/query as a box and a text label, for RViz."),
     Endpoint("~/map", "sensor_msgs/msg/PointCloud2",
-             "The persistent voxel map (x y z rgb label confidence) in its frame (world_frame, "
-             "or lsm_map when chained without TF), metres, at map_publish_rate while subscribed."),
+             "The persistent voxel map (x y z rgb label confidence), at map_publish_rate while "
+             "subscribed. In metres, in world_frame (or lsm_map when chained without TF)."),
     Endpoint("/tf", "tf2_msgs/msg/TFMessage",
              "Reference optical frame -> <frame>_lsm_view_1 (tf2_ros, or the tf2_msgs "
              "fallback on installs without it)."),
@@ -81,15 +81,17 @@ PUBLISHED: Tuple[Endpoint, ...] = (
 
 SERVICES: Tuple[Endpoint, ...] = (
     Endpoint("lsm/query", "lsm_ros_interfaces/srv/Query",
-             "Where is <label>? From the latest reconstruction: mask at the camera "
-             "resolution, 3-D points, centroid, extent, score; from the map (scope): object "
-             "instances, best first. Units and frame are in the answer."),
+             "Where is <label>: mask and 3-D points in the latest reconstruction, or object "
+             "instances in the map (scope). From the latest reconstruction: mask at the camera "
+             "resolution, 3-D points, centroid, extent, score; from the map: instances, best "
+             "first. Units and frame are in the answer."),
     Endpoint("~/save_scene", "std_srvs/srv/Trigger",
-             "Writes the latest reconstruction (gaussians.ply, points.ply, cameras.json) to a "
-             "new folder under save_directory; answers its path."),
+             "Writes the latest reconstruction to a new folder under save_directory and answers "
+             "its path. Files: gaussians.ply, points.ply, cameras.json."),
     Endpoint("~/save_map", "std_srvs/srv/Trigger",
-             "Writes the map (map.ply with features, map.json: frame, units, voxel size, labels) "
-             "to a new folder under save_directory; answers its path (for map_file)."),
+             "Writes the map to a new folder under save_directory and answers its path (for "
+             "map_file). Files: map.ply with features, map.json (frame, units, voxel size, "
+             "labels)."),
     Endpoint("~/clear_map", "std_srvs/srv/Trigger", "Empties the map."),
 )
 
