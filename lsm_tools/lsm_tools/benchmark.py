@@ -421,10 +421,14 @@ def measure_resolutions(perception, pairs, device, sizes, repeats,
 
 
 def measure_renderer(device, counts, size, repeats) -> List[Dict[str, float]]:
-    """Our renderer (forward, colour; median) versus the gsplat reference (one run) on the
-    same scenes: seconds and the largest colour / alpha differences."""
-    from lsm.rendering import render
+    """Our renderers (forward, colour; medians: the torch rasteriser and, on CPU with numba,
+    the tile rasteriser) versus the gsplat reference (one run) on the same scenes: seconds
+    and the largest colour / alpha differences of the torch rasteriser to the reference and
+    of the tile rasteriser to the torch one."""
+    from lsm.rendering import render, tile_rasterizer
     from lsm_tools.render_benchmark import make_pointmap_scene
+
+    tiles = device.type == "cpu" and tile_rasterizer.available()
 
     rows = []
     for n in counts:
@@ -449,6 +453,18 @@ def measure_renderer(device, counts, size, repeats) -> List[Dict[str, float]]:
             if r > 0:
                 ours.append(t1 - t0)
         row = {"gaussians": n, "size": size, "ours_s": _median(ours)}
+        if tiles:
+            args = (scene["means"], scene["quats"], scene["scales"], scene["opacities"],
+                    scene["colors"], scene["Ks"], scene["viewmats"], size, size)
+            times = []
+            with torch.no_grad():
+                for r in range(repeats + 1):
+                    t0 = time.perf_counter()
+                    tiled = render(*args, backend="tiles")
+                    if r > 0:
+                        times.append(time.perf_counter() - t0)
+            row.update(tiles_s=_median(times),
+                       tiles_max_abs_rgb_vs_torch=float((tiled.rgb - out.rgb).abs().max()))
         if ref_out is not None:
             rgb_ref, alpha_ref = ref_out
             row.update(reference_s=_median(ref), speedup=_median(ref) / _median(ours),
@@ -613,17 +629,23 @@ def markdown_report(result: Dict[str, object]) -> str:
                          f"{row['achieved_flops_per_s'] / 1e9:.1f} | {100 * row['efficiency']:.1f}% | "
                          f"{row['peak_memory_bytes'] / 2 ** 20:.0f} / "
                          f"{row['working_memory_bytes'] / 2 ** 20:.0f} |")
-        lines += ["", "| renderer: Gaussians | image | ours ms | gsplat reference ms | "
-                      "speed-up | max abs diff rgb / alpha |", "|---:|---:|---:|---:|---:|---|"]
+        lines += ["", "| renderer: Gaussians | image | torch ms | tiles ms (numba) | "
+                      "gsplat reference ms | torch vs reference: speed-up, max abs diff rgb / "
+                      "alpha | tiles vs torch: max abs diff rgb |",
+                  "|---:|---:|---:|---:|---:|---|---:|"]
         for row in dev["renderer"]:
+            tiles = (f"{_ms(row['tiles_s'])} | " if "tiles_s" in row else "n/a | ")
+            tiles_diff = (f"{row['tiles_max_abs_rgb_vs_torch']:.1e}"
+                          if "tiles_s" in row else "")
             if "reference_s" in row:
                 lines.append(f"| {row['gaussians']} | {row['size']}x{row['size']} | "
-                             f"{_ms(row['ours_s'])} | {_ms(row['reference_s'])} | "
-                             f"{row['speedup']:.1f}x | {row['max_abs_rgb']:.1e} / "
-                             f"{row['max_abs_alpha']:.1e} |")
+                             f"{_ms(row['ours_s'])} | {tiles}{_ms(row['reference_s'])} | "
+                             f"{row['speedup']:.1f}x, {row['max_abs_rgb']:.1e} / "
+                             f"{row['max_abs_alpha']:.1e} | {tiles_diff} |")
             else:
                 lines.append(f"| {row['gaussians']} | {row['size']}x{row['size']} | "
-                             f"{_ms(row['ours_s'])} | n/a (gsplat missing) | | |")
+                             f"{_ms(row['ours_s'])} | {tiles}n/a (gsplat missing) | | "
+                             f"{tiles_diff} |")
         lines.append("")
     return "\n".join(lines)
 

@@ -1,4 +1,5 @@
-"""Differentiable 3-D Gaussian splatting renderer (gsplat on CUDA, pure torch on CPU).
+"""3-D Gaussian splatting renderer: gsplat on CUDA, a numba tile rasteriser for CPU
+inference, and a differentiable pure-torch rasteriser (CPU or CUDA) for training.
 
 Main entry point: :func:`render` (see :mod:`.render` for conventions).
 """

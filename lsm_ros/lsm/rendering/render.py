@@ -14,10 +14,12 @@ Conventions (same as gsplat):
 
 Backends: ``"gsplat"`` calls ``gsplat.rasterization`` (CUDA only); ``"torch"`` is the
 pure-torch rasteriser of :mod:`.torch_rasterizer` (CPU or GPU, differentiable,
-memory-bounded); ``"auto"`` uses gsplat for CUDA tensors when its extension loads (else
-warns once and falls back to torch) and torch otherwise.  The two backends agree except
-for pixels where a single Gaussian's alpha exceeds 0.99: the torch backend clamps at 0.99
-(3DGS, the official LSM rasteriser), gsplat at 0.999.
+memory-bounded); ``"tiles"`` is the tile rasteriser of :mod:`.tile_rasterizer` (CPU,
+numba, forward only, same rule and candidates as torch); ``"auto"`` uses gsplat for CUDA
+tensors when its extension loads (else warns once and falls back to torch), tiles for CPU
+tensors when no gradient is needed and numba imports, and torch otherwise.  The backends
+agree except for pixels where a single Gaussian's alpha exceeds 0.99: torch and tiles clamp
+at 0.99 (3DGS, the official LSM rasteriser), gsplat at 0.999.
 """
 from __future__ import annotations
 
@@ -28,13 +30,14 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from . import tile_rasterizer
 from .covariance import covariance_from_scale_rotation
 from .projection import project_gaussians
 from .sh import eval_sh_colors
 from .torch_rasterizer import rasterize_camera
 
 EPS2D = 0.3  # px^2 low-pass added to every projected covariance (3DGS / gsplat)
-BACKENDS = ("auto", "torch", "gsplat")
+BACKENDS = ("auto", "torch", "gsplat", "tiles")
 _gsplat_status: Optional[bool] = None  # None: not tried yet
 
 
@@ -136,7 +139,7 @@ def _camera_colors(means, colors, viewmats, sh_degree):
 
 
 def _render_torch(means, quats, scales, opacities, rgb, Ks, viewmats, width, height, features, near, far,
-                  max_pairs, chunk_pairs):
+                  max_pairs, chunk_pairs, tiles=False):
     covars = covariance_from_scale_rotation(scales, quats)
     proj = project_gaussians(means, covars, opacities, viewmats, Ks, width, height, near, far, EPS2D)
     cams = viewmats.shape[0]
@@ -146,10 +149,15 @@ def _render_torch(means, quats, scales, opacities, rgb, Ks, viewmats, width, hei
         if features is not None:
             parts.append(features)
         channels = torch.cat(parts, -1)
-        out, alpha = rasterize_camera(
-            proj.means2d[c], proj.conics[c], opacities, channels, proj.depths[c], proj.radii[c],
-            width, height, max_pairs, chunk_pairs,
-        )
+        if tiles:
+            out, alpha = tile_rasterizer.rasterize_camera_tiles(
+                proj.means2d[c], proj.conics[c], opacities, channels, proj.depths[c],
+                proj.radii[c], width, height)
+        else:
+            out, alpha = rasterize_camera(
+                proj.means2d[c], proj.conics[c], opacities, channels, proj.depths[c], proj.radii[c],
+                width, height, max_pairs, chunk_pairs,
+            )
         outs.append(out)
         alphas.append(alpha)
     return torch.stack(outs), torch.stack(alphas)  # (C,H,W,3+1+F), (C,H,W)
@@ -198,7 +206,7 @@ def render(
         Ks (C,3,3), viewmats (C,4,4) world-to-camera OpenCV; optional leading batch dim B.
         near/far: Gaussians with camera z outside (near, far) are culled.
         background: (3,), (C,3) or (B,C,3) RGB added as ``bg * (1 - alpha)``; default black.
-        backend: "auto" | "torch" | "gsplat".
+        backend: "auto" | "torch" | "gsplat" | "tiles".
         max_pairs / chunk_pairs: memory knobs of the torch backend (candidate pixel-Gaussian
             pairs built at once, pairs per channel-sized chunk).
     Returns:
@@ -206,7 +214,8 @@ def render(
         alpha (C,H,W); all with a leading B when batched.
     Raises:
         ValueError: on wrong shapes, mismatched N / C, NaN or Inf inputs, opacities outside
-            [0, 1], an unknown backend or gsplat forced on CPU tensors.
+            [0, 1], an unknown backend, gsplat forced on CPU tensors or tiles forced on
+            CUDA tensors or where a gradient is needed.
     """
     if backend not in BACKENDS:
         raise ValueError(f"render: backend must be one of {BACKENDS}, got {backend!r}")
@@ -241,13 +250,26 @@ def render(
         if not use_gsplat:
             warnings.warn("render: gsplat CUDA extension unavailable, using the pure-torch rasteriser", stacklevel=2)
 
+    needs_grad = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad
+        for t in (means, quats, scales, opacities, colors, features, Ks, viewmats))
+    tiles = False
+    if backend == "tiles":
+        if means.device.type != "cpu" or needs_grad:
+            raise ValueError("render: backend='tiles' runs on CPU tensors without gradients")
+        if not tile_rasterizer.available():
+            raise RuntimeError("render: backend='tiles' needs numba")
+        tiles = True
+    elif backend == "auto" and means.device.type == "cpu":
+        tiles = not needs_grad and tile_rasterizer.available()
+
     rgb = _camera_colors(means, colors, viewmats, sh_degree)
     if use_gsplat:
         chans, alpha = _render_gsplat(means, quats, scales, opacities, rgb, Ks, viewmats, width, height,
                                       features, near, far)
     else:
         chans, alpha = _render_torch(means, quats, scales, opacities, rgb, Ks, viewmats, width, height,
-                                     features, near, far, max_pairs, chunk_pairs)
+                                     features, near, far, max_pairs, chunk_pairs, tiles)
     rgb_img = chans[..., :3]
     if background is not None:
         bg = background.to(rgb_img.dtype)
