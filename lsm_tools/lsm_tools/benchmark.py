@@ -19,6 +19,10 @@ Stage times are medians over ``--repeats`` runs after one warm-up, wall-clock se
 on CUDA every stage boundary synchronises.  Writes ``benchmark.json``, ``benchmark.md`` (also
 printed) and ``benchmark.png`` into ``--out``.
 
+With ``--live`` the same run also starts lsm_node over DDS (:mod:`lsm_tools.live_benchmark`:
+defaults, bf16 and the pre-freshness defaults at 4 and 30 Hz offered: published pairs/s,
+latency publish -> cloud, staleness) and adds its table.
+
 Usage: ``lsm-benchmark --quick`` (a few minutes on 2 CPU cores) or
 ``python -m lsm_tools.benchmark --device cuda --out results/``.
 """
@@ -779,6 +783,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--render-gaussians", type=int, nargs="+")
     parser.add_argument("--no-ros", action="store_true", help="skip the ROS message stages")
     parser.add_argument("--no-labels", action="store_true", help="skip label maps (text encoder)")
+    parser.add_argument("--live", action="store_true",
+                        help="also run lsm_node live over DDS (lsm-benchmark-live --compare: "
+                             "pairs/s, latency, staleness at 4 and 30 Hz offered; ~4 min)")
     args = parser.parse_args(argv)
 
     settings = BenchmarkSettings.quick() if args.quick else BenchmarkSettings()
@@ -802,11 +809,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     model = load_model(args.checkpoint)
     result = run_benchmark(model, devices, settings,
                            log=lambda m: print(f"lsm-benchmark: {m}", file=sys.stderr, flush=True))
+    if args.live:
+        from lsm_tools import live_benchmark  # ROS: imported only when asked for
+
+        result["live"] = live_benchmark.run(["defaults", "bf16", "before"], [4.0, 30.0], 20.0,
+                                            (480, 640), args.checkpoint or "")
     for dev in result["devices"]:
         dev["machine"]["load_average_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "benchmark.json").write_text(json.dumps(result, indent=2))
     table = markdown_report(result)
+    if result.get("live"):
+        from lsm_tools import live_benchmark
+
+        table += ("\n### lsm_node live (640x480 pairs over DDS, only ~/points subscribed)\n\n"
+                  + live_benchmark.report(result["live"]) + "\n")
     (args.out / "benchmark.md").write_text(table)
     png = plot(result, args.out / "benchmark.png")
     print(table)

@@ -134,6 +134,34 @@ def report(rows: List[dict]) -> str:
     return "\n".join(lines)
 
 
+def run(names: Sequence[str], rates: Sequence[float], seconds: float, size,
+        checkpoint: str = "") -> List[dict]:
+    """Every configuration in ``names`` (bf16 skipped where the CPU lacks it), one after the
+    other in this process's DDS domain on the loopback interface; rows as :func:`measure`."""
+    import rclpy
+
+    from lsm.perception import effective_precision
+    from lsm_tools.dds_env import loopback_dds_environment
+
+    env = loopback_dds_environment()
+    os.environ.update(env)
+    extra = ["-p", f"checkpoint:={checkpoint}"] if checkpoint else []
+    names = list(names)
+    if "bf16" in names and effective_precision("bf16", "cpu")[0] != "bf16":
+        print(f"lsm-benchmark-live: bf16 skipped ({effective_precision('bf16', 'cpu')[1]})",
+              file=sys.stderr)
+        names.remove("bf16")
+    rclpy.init(args=[])
+    rows: List[dict] = []
+    try:
+        for name in names:
+            rows += measure(name, CONFIGS[name] + extra, rates, seconds, size, env,
+                            log=lambda m: print(m, file=sys.stderr, flush=True))
+    finally:
+        rclpy.try_shutdown()
+    return rows
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="lsm-benchmark-live", description=__doc__.splitlines()[0])
     parser.add_argument("--rates", type=float, nargs="+", default=[4.0, 30.0])
@@ -146,29 +174,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="configurations to run, in this order (default: defaults)")
     parser.add_argument("--checkpoint", default="")
     a = parser.parse_args(argv)
-    import rclpy
-
-    from lsm_tools.dds_env import loopback_dds_environment
-
-    env = loopback_dds_environment()
-    os.environ.update(env)
     size = tuple(int(x) for x in a.size.lower().split("x"))
-    extra = ["-p", f"checkpoint:={a.checkpoint}"] if a.checkpoint else []
     names = a.configs or (["defaults", "bf16", "before"] if a.compare else ["defaults"])
-    from lsm.perception import effective_precision
-
-    if "bf16" in names and effective_precision("bf16", "cpu")[0] != "bf16":
-        print(f"lsm-benchmark-live: bf16 skipped ({effective_precision('bf16', 'cpu')[1]})",
-              file=sys.stderr)
-        names.remove("bf16")
-    rclpy.init(args=[])
-    rows: List[dict] = []
-    try:
-        for name in names:
-            rows += measure(name, CONFIGS[name] + extra, a.rates, a.seconds, size, env,
-                            log=lambda m: print(m, file=sys.stderr, flush=True))
-    finally:
-        rclpy.try_shutdown()
+    rows = run(names, a.rates, a.seconds, size, a.checkpoint)
     print(f"lsm_node live, {size[1]}x{size[0]} pairs, {os.cpu_count()} cores, only ~/points "
           "subscribed")
     print(report(rows))
