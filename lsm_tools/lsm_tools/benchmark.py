@@ -387,6 +387,69 @@ def measure_precisions(model, pairs, device: torch.device, repeats: int,
     return rows
 
 
+def measure_paper_precisions(device: torch.device, repeats: int = 2,
+                             checkpoint: Optional[str] = None,
+                             config=None) -> Dict[str, object]:
+    """The paper configuration's forward pass (random weights unless ``checkpoint``) on one
+    random 256x256 pair, in each precision that runs on ``device``, alternating: seconds
+    per stage (medians), peak / working memory, and how far bf16's pointmaps and 2-D
+    semantic features are from fp32's. ``config``: another configuration (tests)."""
+    from lsm.config import paper
+    from lsm.model.lsm import LSM
+    from lsm.perception import effective_precision
+    from lsm.specs import PRECISIONS
+
+    if checkpoint:
+        from lsm.checkpoint import load_model
+
+        model = load_model(checkpoint).to(device).eval()
+    else:
+        torch.manual_seed(0)
+        model = LSM(config or paper()).to(device).eval()
+    size = model.config.image_size
+    gen = torch.Generator().manual_seed(0)
+    img1, img2 = (torch.rand(1, 3, size, size, generator=gen).to(device) for _ in range(2))
+    names = [n for n in PRECISIONS if effective_precision(n, str(device))[0] == n]
+    runs: Dict[str, List[Dict[str, float]]] = {n: [] for n in names}
+    memory: Dict[str, PeakMemory] = {}
+    outputs = {}
+    for r in range(repeats + 1):
+        for name in names:
+            dtype = torch.bfloat16 if name == "bf16" else torch.float16
+            ctx = (contextlib.nullcontext() if name == "fp32"
+                   else torch.autocast(device_type=device.type, dtype=dtype))
+            t: Dict[str, float] = {}
+            mem = PeakMemory(device)
+            with torch.no_grad(), ctx, stage_timers(model, device, t), mem:
+                _sync(device)
+                t0 = time.perf_counter()
+                out = model(img1, img2)
+                _sync(device)
+                t["total"] = time.perf_counter() - t0
+            if r > 0:
+                runs[name].append(t)
+            memory[name] = mem
+            outputs[name] = (torch.cat([out.pts1, out.pts2]).float(), out.semantic_2d.float())
+    rows = []
+    for name in names:
+        row: Dict[str, object] = {
+            "precision": name,
+            "stages_s": {k: _median([t[k] for t in runs[name]]) for k in runs[name][0]},
+            "peak_memory_bytes": memory[name].peak_bytes,
+            "working_memory_bytes": memory[name].working_bytes}
+        if name != "fp32":
+            pa, pb = outputs["fp32"][0], outputs[name][0]
+            fa, fb = outputs["fp32"][1], outputs[name][1]
+            row["pointmap_rel_diff"] = float(((pa - pb).norm(dim=-1)
+                                              / pa.norm(dim=-1).clamp_min(1e-6)).median())
+            row["semantic_cosine_min"] = float(torch.nn.functional.cosine_similarity(
+                fa, fb, dim=1).min())
+        rows.append(row)
+    return {"weights": checkpoint or f"random ({model.config.name} configuration)",
+            "image_size": size,
+            "rows": rows}
+
+
 def measure_resolutions(perception, pairs, device, sizes, repeats,
                         peak_flops) -> List[Dict[str, float]]:
     """Per model input size S: network + cameras time, render time, FLOPs, peak memory."""
@@ -650,8 +713,28 @@ def markdown_report(result: Dict[str, object]) -> str:
                 lines.append(f"| {row['gaussians']} | {row['size']}x{row['size']} | "
                              f"{_ms(row['ours_s'])} | {tiles}n/a (gsplat missing) | | "
                              f"{tiles_diff} |")
+        if dev.get("paper"):
+            lines += _paper_lines(dev["paper"])
         lines.append("")
     return "\n".join(lines)
+
+
+def _paper_lines(paper: Dict[str, object]) -> List[str]:
+    keys = [k for k in ("encoder", "decoder", "heads", "semantic", "point_aggregation",
+                        "gaussian_head", "total") if k in paper["rows"][0]["stages_s"]]
+    lines = ["", f"Paper configuration, one {paper['image_size']}x{paper['image_size']} pair, "
+                 f"weights: {paper['weights']} (forward pass, seconds):", "",
+             "| precision | " + " | ".join(keys) + " | peak / working memory MiB | "
+             "pointmaps vs fp32 | 2-D semantic cosine vs fp32 (min) |",
+             "|---|" + "---:|" * (len(keys) + 3)]
+    for row in paper["rows"]:
+        st = row["stages_s"]
+        diff = (f"{100 * row['pointmap_rel_diff']:.2f} % | {row['semantic_cosine_min']:.4f}"
+                if "pointmap_rel_diff" in row else "reference | ")
+        lines.append(f"| {row['precision']} | " + " | ".join(f"{st[k]:.2f}" for k in keys)
+                     + f" | {row['peak_memory_bytes'] / 2 ** 20:.0f} / "
+                       f"{row['working_memory_bytes'] / 2 ** 20:.0f} | {diff} |")
+    return lines
 
 
 def plot(result: Dict[str, object], path: Path) -> Optional[Path]:
@@ -783,6 +866,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--render-gaussians", type=int, nargs="+")
     parser.add_argument("--no-ros", action="store_true", help="skip the ROS message stages")
     parser.add_argument("--no-labels", action="store_true", help="skip label maps (text encoder)")
+    parser.add_argument("--paper", action="store_true",
+                        help="also time the paper configuration's forward pass (random "
+                             "weights, or --paper-checkpoint) in fp32 and bf16 (~1 min)")
+    parser.add_argument("--paper-checkpoint", default=None,
+                        help="a converted paper model for --paper (lsm-convert)")
     parser.add_argument("--live", action="store_true",
                         help="also run lsm_node live over DDS (lsm-benchmark-live --compare: "
                              "pairs/s, latency, staleness at 4 and 30 Hz offered; ~4 min)")
@@ -809,6 +897,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     model = load_model(args.checkpoint)
     result = run_benchmark(model, devices, settings,
                            log=lambda m: print(f"lsm-benchmark: {m}", file=sys.stderr, flush=True))
+    if args.paper:
+        for dev in result["devices"]:
+            print(f"lsm-benchmark: [{dev['machine']['device']}] paper configuration",
+                  file=sys.stderr, flush=True)
+            dev["paper"] = measure_paper_precisions(torch.device(dev["machine"]["device"]),
+                                                    checkpoint=args.paper_checkpoint)
     if args.live:
         from lsm_tools import live_benchmark  # ROS: imported only when asked for
 

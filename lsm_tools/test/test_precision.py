@@ -35,3 +35,23 @@ def test_cpu_bf16_keeps_pointmaps_cameras_and_labels_of_fp32():
     assert bf16["rotation_diff_deg"] < 0.5  # measured 0.03-0.07 deg
     assert bf16["labels_changed"] < 0.05  # measured 1 %
     assert next(r for r in rows if r.get("precision") == "fp32")["speedup"] == 1.0
+
+
+@pytest.mark.skipif(effective_precision("bf16", "cpu")[0] != "bf16",
+                    reason="this CPU has no native bf16")
+def test_paper_precision_table_times_stages_memory_and_agreement():
+    """lsm-benchmark --paper's measurement, run on the tiny configuration (the paper one
+    needs ~7 GB and a minute): every stage timed per precision, bf16 close to fp32."""
+    from lsm.config import tiny
+    from lsm_tools.benchmark import _paper_lines, measure_paper_precisions
+
+    result = measure_paper_precisions(torch.device("cpu"), repeats=1, config=tiny())
+    rows = {r["precision"]: r for r in result["rows"]}
+    assert set(rows) == {"fp32", "bf16"}
+    for r in rows.values():
+        assert r["stages_s"]["total"] >= r["stages_s"]["point_aggregation"] > 0
+        assert r["peak_memory_bytes"] > 0
+    assert 0 < rows["bf16"]["pointmap_rel_diff"] < 0.01
+    assert rows["bf16"]["semantic_cosine_min"] > 0.99
+    text = "\n".join(_paper_lines(result))
+    assert "| bf16 |" in text and "random (tiny configuration)" in text
