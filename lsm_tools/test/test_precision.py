@@ -55,3 +55,23 @@ def test_paper_precision_table_times_stages_memory_and_agreement():
     assert rows["bf16"]["semantic_cosine_min"] > 0.99
     text = "\n".join(_paper_lines(result))
     assert "| bf16 |" in text and "random (tiny configuration)" in text
+
+
+@pytest.mark.parametrize("backend", ["torch", "spconv"])
+def test_sparse_convolutions_stay_fp32_under_cpu_autocast(backend):
+    """Both sparse-conv backends run in fp32 inside CPU bf16 autocast (spconv's CPU kernels
+    have no bf16) and give the fp32 result of their rounded input."""
+    from lsm.model.ptv3.sparse_conv import SparseGrid, SubMConv3d, spconv_available
+
+    if backend == "spconv" and not spconv_available():
+        pytest.skip("spconv is not installed (no wheel for this Python)")
+    gen = torch.Generator().manual_seed(0)
+    grid = torch.randint(0, 6, (200, 3), generator=gen)
+    batch = torch.zeros(200, dtype=torch.long)
+    conv = SubMConv3d(8, 16, backend=backend)
+    x = torch.randn(200, 8, generator=gen).bfloat16()
+    want = conv(x.float(), SparseGrid(grid, batch, 1))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = conv(x, SparseGrid(grid, batch, 1))
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, want)

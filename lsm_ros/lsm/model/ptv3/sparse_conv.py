@@ -194,6 +194,14 @@ class SubMConv3d(nn.Module):
     def forward(self, feat: torch.Tensor, sites: SparseGrid) -> torch.Tensor:
         if feat.dim() != 2 or feat.shape[0] != len(sites) or feat.shape[1] != self.in_channels:
             raise ValueError(f"feat must be ({len(sites)}, {self.in_channels}), got {tuple(feat.shape)}")
+        if not feat.is_cuda and torch.is_autocast_enabled("cpu"):
+            # under CPU bf16 autocast the convolution stays fp32: spconv's CPU kernels are
+            # fp32 only, and the torch path keeps the same numbers as spconv
+            with torch.autocast("cpu", enabled=False):
+                return self._forward(feat.float(), sites)
+        return self._forward(feat, sites)
+
+    def _forward(self, feat: torch.Tensor, sites: SparseGrid) -> torch.Tensor:
         if self.backend == "spconv":
             out = self._forward_spconv(feat, sites)
         else:
@@ -210,13 +218,6 @@ class SubMConv3d(nn.Module):
             object.__setattr__(self, "_spconv_module", (feat.device.type, conv))
         conv = self._spconv_module[1]
         conv.weight = self.weight  # share our parameter (gradients land on it)
-        if not feat.is_cuda and torch.is_autocast_enabled("cpu"):
-            # spconv's CPU kernels are fp32 only: under CPU bf16 autocast this conv stays fp32
-            with torch.autocast("cpu", enabled=False):
-                return self._run_spconv(conv, feat.float(), sites)
-        return self._run_spconv(conv, feat, sites)
-
-    def _run_spconv(self, conv, feat: torch.Tensor, sites: SparseGrid) -> torch.Tensor:
         base = sites._spconv_tensor
         if base is None:
             indices = torch.cat([sites.batch[:, None], sites.grid], dim=1).int().contiguous()
