@@ -93,6 +93,18 @@ def bag_topics(path: os.PathLike) -> Dict[str, str]:
         return {c.topic: c.msgtype for c in reader.connections}
 
 
+def latched_topics(path: os.PathLike) -> List[str]:
+    """Topics of the bag recorded from a TRANSIENT_LOCAL (latched) publisher, by the offered
+    QoS rosbag2 stores, and ``/tf_static`` always (tf2 listeners subscribe to it latched)."""
+    out = []
+    with _open_reader(path) as reader:
+        for c in reader.connections:
+            qos = str(getattr(getattr(c, "ext", None), "offered_qos_profiles", "") or "")
+            if c.topic == "/tf_static" or "durability: 1" in qos or "transient_local" in qos:
+                out.append(c.topic)
+    return sorted(set(out))
+
+
 def _open_reader(path: os.PathLike) -> Reader:
     path = Path(path)
     if not (path / "metadata.yaml").is_file():

@@ -10,15 +10,17 @@ Commands::
 ``run`` is the offline mode: it plays BAG into a running ``lsm_node`` (or one it starts with
 ``--launch-node``) and records the node's outputs (``/lsm_node/points``, ``poses``,
 ``camera_info``, ``labels``, ``labels_color``, ``depth``, ``rendered`` and ``/diagnostics``)
-into OUT.  With ``--lockstep`` it publishes one frame group (one message per played topic)
-and waits for the node's answer before the next, so that no pair is dropped however slow the
-model is; otherwise frames go out at the recorded rate (``--rate``) or as fast as possible
+into OUT.  With ``--lockstep`` it publishes one frame group (one message per image topic,
+with the CameraInfo, depth and /tf messages recorded between them) and waits for the node's
+answer before the next, so that no pair is dropped however slow the model is;
+otherwise frames go out at the recorded rate (``--rate``) or as fast as possible
 (``--max``) and the node keeps up or drops frames exactly as it would live.
 
 Messages are published as the serialised bytes stored in the bag (header stamps unchanged).
-Publishers are RELIABLE (they match reliable and best-effort subscribers); a recorder
-subscription is RELIABLE when every publisher of the topic is, else BEST_EFFORT (as
-``ros2 bag record`` adapts).  Bag timestamps of recorded messages are receive times (ns).
+Publishers are RELIABLE (they match reliable and best-effort subscribers), TRANSIENT_LOCAL
+for ``/tf_static`` and other latched topics; a recorder subscription is RELIABLE when every
+publisher of the topic is, else BEST_EFFORT, and TRANSIENT_LOCAL when every publisher is
+(as ``ros2 bag record`` adapts).  Bag timestamps of recorded messages are receive times (ns).
 ROS arguments (``--ros-args -r __ns:=/robot1 ...``) are accepted after the command's own.
 """
 from __future__ import annotations
@@ -31,7 +33,9 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
-from lsm_tools.bag_io import BagError, ThreadedBagWriter, bag_topics, message_class, read_bag
+from lsm_tools.bag_io import BagError, ThreadedBagWriter, bag_topics, latched_topics, message_class, read_bag
+
+IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 
 NODE_OUTPUTS = ("points", "poses", "camera_info", "labels", "labels_color", "depth", "rendered")
 
@@ -53,11 +57,13 @@ def parse_remaps(rules: Iterable[str]) -> Dict[str, str]:
     return out
 
 
-def _reliable_qos(depth: int):
-    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+def _reliable_qos(depth: int, latched: bool = False):
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
     return QoSProfile(depth=depth, history=HistoryPolicy.KEEP_LAST,
-                      reliability=ReliabilityPolicy.RELIABLE)
+                      reliability=ReliabilityPolicy.RELIABLE,
+                      durability=(DurabilityPolicy.TRANSIENT_LOCAL if latched
+                                  else DurabilityPolicy.VOLATILE))
 
 
 class BagPlayer:
@@ -65,6 +71,12 @@ class BagPlayer:
 
     ``rate``: speed factor on the recorded timing (1.0 = real time); ``None`` = maximum rate.
     ``remap``: bag topic -> published topic.  ``topics``: play only these bag topics.
+
+    Sensors beside the images play as recorded (CameraInfo, depth, /tf); latched topics
+    (``/tf_static``, or recorded from a TRANSIENT_LOCAL publisher) are published
+    TRANSIENT_LOCAL, so that tf2 listeners that start late still get them.  The *frame
+    topics* are the image topics (all topics when the bag has no images): a frame group is
+    complete once each of them has been published again.
     """
 
     def __init__(self, node, bag: Path, rate: Optional[float] = 1.0,
@@ -79,15 +91,21 @@ class BagPlayer:
         if unknown:
             raise BagError(f"topics {unknown} are not in {self.bag}; it has {sorted(available)}")
         self.remap = dict(remap or {})
+        self.latched = [t for t in latched_topics(self.bag) if t in self.topics]
+        self.frame_topics = ([t for t in self.topics if available[t] in IMAGE_TYPES]
+                             or list(self.topics))
         self.publishers = {
             t: node.create_publisher(message_class(available[t]), self.remap.get(t, t),
-                                     _reliable_qos(queue_depth))
+                                     _reliable_qos(max(queue_depth, 1000) if t in self.latched
+                                                   else queue_depth, t in self.latched))
             for t in self.topics}
         self.published = 0
+        self.groups = 0
 
     def wait_for_subscribers(self, timeout: float = 10.0, topics: Optional[Iterable[str]] = None) -> bool:
-        """Wait until each (bag) topic's publisher has at least one matched subscriber."""
-        wanted = list(topics) if topics is not None else self.topics
+        """Wait until each frame topic's (or each of ``topics``') publisher has at least one
+        matched subscriber; the other topics (CameraInfo, /tf, ...) need none."""
+        wanted = list(topics) if topics is not None else self.frame_topics
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if all(self.publishers[t].get_subscription_count() > 0 for t in wanted):
@@ -99,14 +117,21 @@ class BagPlayer:
              should_stop: Callable[[], bool] = lambda: False) -> int:
         """Publish every message; returns how many were published.
 
-        ``after_group(n)`` is called after each ``len(self.topics)`` messages (n = groups so
-        far), e.g. to wait for the node's answer (lockstep).
+        ``after_group(n)`` is called after each frame group (n = groups so far: each frame
+        topic published once more, then the other topics' messages recorded within
+        ``GROUP_TAIL_NS`` after it, such as a CameraInfo logged just after its image), e.g.
+        to wait for the node's answer (lockstep).
         """
         start_wall, first_stamp = None, None
-        group = len(self.topics)
+        pending = set(self.frame_topics)
+        closed_at = None  # receive time of the message that completed a group, not yet reported
         for msg in read_bag(self.bag, self.topics):
             if should_stop():
                 break
+            if closed_at is not None and (msg.topic in self.frame_topics
+                                          or msg.timestamp - closed_at > self.GROUP_TAIL_NS):
+                closed_at = None
+                self._group_done(after_group)
             if self.rate is not None:
                 if first_stamp is None:
                     start_wall, first_stamp = time.monotonic(), msg.timestamp
@@ -116,9 +141,20 @@ class BagPlayer:
                     time.sleep(delay)
             self.publishers[msg.topic].publish(msg.data)
             self.published += 1
-            if after_group is not None and self.published % group == 0:
-                after_group(self.published // group)
+            pending.discard(msg.topic)
+            if not pending:
+                pending = set(self.frame_topics)
+                closed_at = msg.timestamp
+        if closed_at is not None and not should_stop():
+            self._group_done(after_group)
         return self.published
+
+    GROUP_TAIL_NS = 50_000_000
+
+    def _group_done(self, after_group) -> None:
+        self.groups += 1
+        if after_group is not None:
+            after_group(self.groups)
 
 
 class BagRecorder:
@@ -168,10 +204,12 @@ class BagRecorder:
             self._subscribe(topic, types[0])
 
     def _qos(self, topic: str):
-        from rclpy.qos import ReliabilityPolicy
+        from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
 
-        qos = _reliable_qos(self.queue_depth)
         infos = self.node.get_publishers_info_by_topic(topic)
+        latched = bool(infos) and all(i.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL
+                                      for i in infos)  # /tf_static: get what came before
+        qos = _reliable_qos(self.queue_depth, latched)
         if any(i.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT for i in infos):
             qos.reliability = ReliabilityPolicy.BEST_EFFORT
         return qos
@@ -342,7 +380,7 @@ def cmd_run(args, ros_args) -> int:
         player = BagPlayer(session.node, args.bag, _rate(args), parse_remaps(args.remap), args.topics_in)
         wait_topic = args.wait_topic or outputs[0]
         if not player.wait_for_subscribers(args.startup_timeout):
-            raise BagError(f"no subscriber on {[player.remap.get(t, t) for t in player.topics]} "
+            raise BagError(f"no subscriber on {[player.remap.get(t, t) for t in player.frame_topics]} "
                            f"within {args.startup_timeout} s: is lsm_node running with these "
                            "input topics (use --remap bag_topic:=node_topic)?")
         if not recorder.wait_for_topics([wait_topic], args.startup_timeout):

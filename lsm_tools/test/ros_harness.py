@@ -139,3 +139,23 @@ def rss_mb(pid: int) -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024.0
     raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def world_points(views) -> np.ndarray:
+    """True world points of every pixel of ``views`` (procedural truth: K, c2w, depth)."""
+    out = []
+    for view in views:
+        h, w = view.depth.shape
+        v, u = np.mgrid[0:h, 0:w] + 0.5
+        z = view.depth
+        cam = np.stack([(u - view.K[0, 2]) / view.K[0, 0] * z, (v - view.K[1, 2]) / view.K[1, 1] * z,
+                        z, np.ones_like(z)], -1).reshape(-1, 4)
+        out.append((cam @ view.c2w.T)[:, :3])
+    return np.concatenate(out)
+
+
+def nearest_distances(points: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Distance of each of ``points`` to the nearest point of ``truth``."""
+    from scipy.spatial import cKDTree
+
+    return cKDTree(truth).query(points)[0]

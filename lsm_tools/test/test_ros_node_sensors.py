@@ -22,31 +22,12 @@ pytest.importorskip("rclpy")
 pytest.importorskip("lsm_ros_interfaces")
 pytest.importorskip("tf2_msgs")
 
-from ros_harness import NodeClient, diagnostic_values  # noqa: E402
+from ros_harness import NodeClient, diagnostic_values, nearest_distances, world_points  # noqa: E402
 
 from lsm_tools.process import call_query, start_lsm_node, stop_process  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 SIZE = (240, 320)
-
-
-def _world_points(views) -> np.ndarray:
-    """True world points of every pixel of ``views`` (procedural truth: K, c2w, depth)."""
-    out = []
-    for view in views:
-        h, w = view.depth.shape
-        v, u = np.mgrid[0:h, 0:w] + 0.5
-        z = view.depth
-        cam = np.stack([(u - view.K[0, 2]) / view.K[0, 0] * z, (v - view.K[1, 2]) / view.K[1, 1] * z,
-                        z, np.ones_like(z)], -1).reshape(-1, 4)
-        out.append((cam @ view.c2w.T)[:, :3])
-    return np.concatenate(out)
-
-
-def _distances(points: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    from scipy.spatial import cKDTree
-
-    return cKDTree(truth).query(points)[0]
 
 
 def _wait_active(client, proc, log, timeout=120):
@@ -91,8 +72,8 @@ def test_rgbd_camera_with_odometry_gives_metric_outputs_in_the_world_frame(param
         cloud_msg = next(m for m in client.received["points"]
                          if abs(stamp_seconds(m.header) - stamps[8]) < 1e-6)
         assert cloud_msg.header.frame_id == "odom"
-        truth = _world_points([frames[4], frames[8]])
-        d = _distances(read_pointcloud(cloud_msg)["points"], truth)
+        truth = world_points([frames[4], frames[8]])
+        d = nearest_distances(read_pointcloud(cloud_msg)["points"], truth)
         print(f"cloud vs true world points: median {1000 * np.median(d):.1f} mm, "
               f"95 % {1000 * np.percentile(d, 95):.1f} mm")
         assert np.percentile(d, 95) < 0.02
@@ -100,7 +81,7 @@ def test_rgbd_camera_with_odometry_gives_metric_outputs_in_the_world_frame(param
                             server_process=proc)
         assert answer.success and answer.units == "m" and answer.scale_source == "depth"
         assert answer.header.frame_id == "odom"
-        qd = _distances(read_pointcloud(answer.points)["points"], truth)
+        qd = nearest_distances(read_pointcloud(answer.points)["points"], truth)
         assert np.percentile(qd, 95) < 0.02
         values = diagnostic_values(client.received["diagnostics"][-1])
         assert values["units"] == "m" and values["3-D output frame"] == "odom", values
@@ -144,7 +125,7 @@ def test_rectified_stereo_rig_gives_metric_outputs_without_depth_or_tf(params_fi
         cloud = next(m for m in client.received["points"] if abs(stamp_seconds(m.header) - stamp) < 1e-6)
         assert cloud.header.frame_id == "left_optical"
         left_cam = left.__class__(**{**left.__dict__, "c2w": np.eye(4)})  # truth in left's frame
-        d = _distances(read_pointcloud(cloud)["points"], _world_points([left_cam]))
+        d = nearest_distances(read_pointcloud(cloud)["points"], world_points([left_cam]))
         print(f"stereo cloud vs truth: median {1000 * np.median(d):.1f} mm")
         assert np.median(d) < 0.05
         answer = call_query(client.node, "floor", service="/stereo_robot/lsm/query",
