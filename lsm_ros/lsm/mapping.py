@@ -5,9 +5,12 @@ queried by text for object instances.
 its points, the confidence-weighted running mean of the model's low-dimensional semantic
 feature (expanded to text space only when queried, as for single reconstructions), the
 summed confidence, the number of observations and the last-seen stamp. Fusion costs
-O(points of the update): voxels are found through a dict, never by scanning the map. At
-``max_voxels`` the least recently seen, least confident tenth is evicted at once (a scan,
-amortised over that many insertions), so memory is bounded and fixed at construction.
+O(points of the update · log voxels): voxels are found by binary search in a sorted key
+index, never by scanning the map. At ``max_voxels`` the least recently seen, least
+confident tenth is evicted at once (a scan, amortised over that many insertions), so memory
+is bounded and fixed at construction. :meth:`VoxelMap.clear_free_space` (optional, in
+:class:`MapFusion`) weakens and finally removes the voxels a camera now sees through, so
+that objects that moved away do not stay in the map.
 
 :meth:`VoxelMap.instances` turns the voxels matching a query into objects: connected
 components of the matching voxels (26-neighbourhood, gaps of ``link`` voxels bridged), each
@@ -76,6 +79,7 @@ class VoxelMap:
         self._free_top = n
         self.lock = threading.Lock()  # held for one update, or one snapshot
         self.evicted = 0
+        self.cleared = 0  # voxels removed as seen-through free space
         self.updates = 0
 
     def __len__(self) -> int:
@@ -148,14 +152,63 @@ class VoxelMap:
         """Free the ``n`` least recently seen voxels (ties: least confident first)."""
         used = self._index_slots
         n = min(n, len(used))
-        victims = used[np.lexsort((self.weight[used], self.last_seen[used]))[:n]]
-        keep = np.ones(len(used), bool)
+        self._remove(used[np.lexsort((self.weight[used], self.last_seen[used]))[:n]])
+        self.evicted += n
+
+    def _remove(self, victims: np.ndarray) -> None:
+        """Free the slots ``victims`` (used, unique) and take them out of the index."""
+        n = len(victims)
+        if n == 0:
+            return
+        keep = np.ones(len(self._index_slots), bool)
         keep[np.searchsorted(self._index_keys, self._key[victims])] = False
         self._index_keys, self._index_slots = self._index_keys[keep], self._index_slots[keep]
         self.used[victims] = False
         self._free[self._free_top:self._free_top + n] = victims
         self._free_top += n
-        self.evicted += n
+
+    def clear_free_space(self, origin: np.ndarray, points: np.ndarray, stamp: float,
+                         margin: Optional[float] = None, rays: int = 1024, decay: float = 0.5,
+                         min_weight: float = 1.0) -> int:
+        """Free-space clearing: the space a camera at ``origin`` (3,) sees through on its way
+        to the surface ``points`` (N, 3) it observed, up to ``margin`` (default 2 voxels)
+        before each, is empty now. Every voxel there last seen before ``stamp`` has its
+        weight multiplied by ``decay`` and is removed once it falls below ``min_weight``, so
+        an object that moved away fades after a few views while one noisy ray does not
+        erase a surface. Cost: at most ``rays`` rays sampled every voxel, looked up in the
+        sorted index: independent of the map's size but for a logarithm. Returns how many
+        voxels were removed."""
+        margin = 2.0 * self.voxel_size if margin is None else float(margin)
+        origin = np.asarray(origin, np.float64).reshape(3)
+        points = np.asarray(points, np.float64)
+        points = points[np.isfinite(points).all(1)]
+        if len(points) == 0 or len(self) == 0:
+            return 0
+        if len(points) > rays:
+            points = points[np.linspace(0, len(points) - 1, rays).astype(np.int64)]
+        delta = points - origin
+        dist = np.linalg.norm(delta, axis=1)
+        steps = np.floor(np.clip(dist - margin, 0.0, None) / self.voxel_size).astype(np.int64)
+        total = int(steps.sum())
+        if total == 0:
+            return 0
+        ray = np.repeat(np.arange(len(points)), steps)
+        k = np.arange(total) - np.repeat(np.cumsum(steps) - steps, steps)
+        along = (k + 0.5) * self.voxel_size / dist[ray]
+        samples = origin + delta[ray] * along[:, None]
+        keys = np.unique(voxel_keys(np.floor(samples / self.voxel_size)))
+        with self.lock:
+            index = self._index_keys
+            pos = np.searchsorted(index, keys)
+            found = pos < len(index)
+            found[found] = index[pos[found]] == keys[found]
+            slots = self._index_slots[pos[found]]
+            slots = slots[self.last_seen[slots] < stamp]
+            self.weight[slots] *= decay
+            dead = slots[self.weight[slots] < min_weight]
+            self._remove(dead)
+            self.cleared += len(dead)
+        return len(dead)
 
     def clear(self) -> None:
         with self.lock:
@@ -317,8 +370,8 @@ class MapFusion:
 
     CHAIN_FRAME = "lsm_map"
 
-    def __init__(self, vmap: VoxelMap, chain: bool = False) -> None:
-        self.map, self.chain = vmap, chain
+    def __init__(self, vmap: VoxelMap, chain: bool = False, free_space: bool = False) -> None:
+        self.map, self.chain, self.free_space = vmap, chain, free_space
         self._previous: Optional[Tuple[float, np.ndarray]] = None  # (stamp, map_T_reference)
         self.note = "nothing fused yet"
         self.fused = 0
@@ -348,8 +401,14 @@ class MapFusion:
         if frame != self.map.frame:
             self.note = f"not fused: in {frame!r}, the map is in {self.map.frame!r}"
             return False
-        self.map.integrate(*points_of(rec), stamps[0])
+        points, *rest = points_of(rec)
+        self.map.integrate(points, *rest, stamps[0])
         self.last_c2w = rec.c2w.double().cpu().numpy()
+        if self.free_space:  # each view's rays, through what it sees now
+            per_view = len(points) // 2
+            for v in range(2):
+                self.map.clear_free_space(self.last_c2w[v, :3, 3],
+                                          points[v * per_view:(v + 1) * per_view], stamps[0])
         self.fused += 1
         self.note = (f"fused {self.fused} reconstruction(s) in {frame!r}"
                      + (" (own chained poses: no TF)" if frame == self.CHAIN_FRAME else " (TF)"))

@@ -181,7 +181,7 @@ class LsmNode(LifecycleNode):
         else:
             dim = self._worker.perception.model.config.semantic.feature_dim
             vmap = VoxelMap(s.voxel_size, s.max_voxels, dim, s.world_frame)
-        return MapFusion(vmap, chain=s.mode == "mono")
+        return MapFusion(vmap, chain=s.mode == "mono", free_space=s.map_free_space)
 
     @property
     def map(self):

@@ -174,6 +174,11 @@ PARAMETER_SPECS: Tuple[ParameterSpec, ...] = (
                   "Most voxels the map keeps (memory: about 170 bytes each). "
                   "Beyond it the least recently seen, least confident tenth is evicted.",
                   int_range=(1000, 50000000)),
+    ParameterSpec("map_free_space", True, _S.PARAMETER_BOOL,
+                  "Free-space clearing: each fused view halves the weight of the map voxels it "
+                  "sees through (up to two voxels before the surface it observes) and removes "
+                  "them below weight 1, so objects that moved away fade after a few views.",
+                  ),
     ParameterSpec("map_publish_rate", 1.0, _S.PARAMETER_DOUBLE,
                   "Hz of ~/map (only while it has subscribers); 0 = never.",
                   float_range=(0.0, 100.0)),
@@ -284,6 +289,7 @@ class LsmSettings:
     map: bool = _default("map")
     voxel_size: float = _default("voxel_size")
     max_voxels: int = _default("max_voxels")
+    map_free_space: bool = _default("map_free_space")
     map_publish_rate: float = _default("map_publish_rate")
     map_file: str = _default("map_file")
     image_transport: str = _default("image_transport")

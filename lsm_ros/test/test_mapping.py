@@ -169,3 +169,38 @@ def test_an_update_larger_than_the_map_keeps_its_most_confident_voxels():
     m.integrate(pts[:1] - 10, np.zeros((1, 3), np.uint8), np.zeros((1, 1), np.float32),
                 np.ones(1, np.float32), 3.0)
     assert len(m) == 901 and m.evicted == 100
+
+
+def test_free_space_clearing_removes_what_the_camera_now_sees_through():
+    """A box that was at x = 2 m is gone: a camera at the origin now sees a wall at x = 4 m
+    through where it stood. Each view halves the weight of what it sees through (the box's
+    voxels hold ~30 points, weight ~30): after about five views they are removed; the wall,
+    the voxels beside the rays and a box behind the wall stay."""
+    rng = np.random.default_rng(0)
+    m = VoxelMap(voxel_size=0.1, max_voxels=100_000, feature_dim=4)
+    gone = _box(np.array([2.0, 0.0, 0.0]), 0.4, 2000, rng, [1, 0, 0, 0])
+    beside = _box(np.array([2.0, 2.0, 0.0]), 0.4, 2000, rng, [0, 1, 0, 0])
+    behind = _box(np.array([5.0, 0.0, 0.0]), 0.4, 2000, rng, [0, 0, 1, 0])
+    for data in (gone, beside, behind):
+        m.integrate(*data, stamp=1.0)
+    yz = (rng.random((4000, 2)) - 0.5) * 1.0  # the wall the camera sees now, behind the box
+    wall = np.c_[np.full(len(yz), 4.0), yz]
+    before = len(m)
+    removed = []
+    for view in range(8):
+        stamp = 2.0 + view
+        m.integrate(wall, np.full((len(wall), 3), 90, np.uint8), np.zeros((len(wall), 4), np.float32),
+                    np.ones(len(wall), np.float32), stamp)
+        removed.append(m.clear_free_space(np.zeros(3), wall, stamp))
+    assert removed[0] == 0  # one view weakens the box (weights halve), it does not erase it
+    assert sum(removed) > 0 and m.cleared == sum(removed)
+    feats = m.snapshot()["feature"]
+    positions = m.snapshot()["position"]
+    left_of_gone = (np.abs(positions - [2.0, 0.0, 0.0]) < 0.15).all(1).sum()
+    assert left_of_gone == 0  # the box the rays pass through is gone
+    assert (feats[:, 1] > 0.5).sum() > 20 and (feats[:, 2] > 0.5).sum() > 20  # beside, behind
+    assert (np.abs(positions[:, 0] - 4.0) < 0.1).sum() > 50  # the wall itself stays
+    assert len(m) < before + 200  # voxels were removed, not only added
+    # an empty map or no points: nothing to do
+    assert VoxelMap().clear_free_space(np.zeros(3), wall, 1.0) == 0
+    assert m.clear_free_space(np.zeros(3), np.zeros((0, 3)), 9.0) == 0

@@ -60,7 +60,7 @@ def _moved(points: np.ndarray, k: int, step: float) -> np.ndarray:
 
 
 def run(updates: int = 2000, max_voxels: int = 200_000, voxel_size: float = 0.05,
-        step: float = 0.1, log=print) -> Dict[str, object]:
+        step: float = 0.1, log=print, free_space: bool = True) -> Dict[str, object]:
     from lsm.mapping import VoxelMap
     from lsm.specs import DEFAULT_LABELS
 
@@ -73,6 +73,9 @@ def run(updates: int = 2000, max_voxels: int = 200_000, voxel_size: float = 0.05
         moved = _moved(points, k, step)
         t0 = time.perf_counter()
         vmap.integrate(moved, colors, features, confidence, float(k))
+        if free_space:  # as MapFusion does (view 0's rays; the camera moves with the points)
+            vmap.clear_free_space(_moved(np.zeros((1, 3)), k, step)[0],
+                                  moved[:len(moved) // 2], float(k))
         seconds.append(time.perf_counter() - t0)
         most = max(most, len(vmap))
         if len(vmap) > max_voxels:
@@ -111,7 +114,8 @@ def run(updates: int = 2000, max_voxels: int = 200_000, voxel_size: float = 0.05
         thread.join()
     half = rss.get(1000)
     return {"updates": updates, "max_voxels": max_voxels, "most_voxels": most,
-            "evicted": vmap.evicted, "points_per_update": int(len(points)),
+            "evicted": vmap.evicted, "free_space": free_space, "cleared": vmap.cleared,
+            "points_per_update": int(len(points)),
             "fusion_ms": {m: 1000 * v for m, v in at.items()},
             "fusion_ratio_to_first": {m: v / first for m, v in at.items()},
             "fusion_ms_max": 1000 * max(seconds),
@@ -125,7 +129,8 @@ def run(updates: int = 2000, max_voxels: int = 200_000, voxel_size: float = 0.05
 def report(r: Dict[str, object]) -> str:
     lines = [f"{r['updates']} fused reconstructions of {r['points_per_update']} points, "
              f"max_voxels {r['max_voxels']}: at most {r['most_voxels']} voxels "
-             f"(never above the bound), {r['evicted']} evicted",
+             f"(never above the bound), {r['evicted']} evicted; free-space clearing "
+             + (f"on ({r['cleared']} voxels cleared)" if r.get("free_space") else "off"),
              "fusion per update (median of the 10 before): " + ", ".join(
                  f"{m}: {v:.1f} ms ({r['fusion_ratio_to_first'][m]:.2f}x)"
                  for m, v in r["fusion_ms"].items()) + f"; slowest {r['fusion_ms_max']:.0f} ms "
@@ -145,9 +150,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--max-voxels", type=int, default=200_000)
     parser.add_argument("--voxel-size", type=float, default=0.05)
     parser.add_argument("--step", type=float, default=0.1, help="metres moved per update")
+    parser.add_argument("--no-free-space", action="store_true",
+                        help="fusion without free-space clearing (map_free_space: false)")
     a = parser.parse_args(argv)
     result = run(a.updates, a.max_voxels, a.voxel_size, a.step,
-                 log=lambda m: print(m, file=sys.stderr, flush=True))
+                 log=lambda m: print(m, file=sys.stderr, flush=True),
+                 free_space=not a.no_free_space)
     print(report(result))
     return 0
 

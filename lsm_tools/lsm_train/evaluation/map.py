@@ -65,14 +65,14 @@ def sweep(seed: int, keyframes: int, spacing: float, size=SIZE, step: float = 0.
 
 
 def build_map(perception, views, voxel_size: float = 0.05, max_voxels: int = 200_000,
-              frame: str = "odom", log=print):
+              frame: str = "odom", log=print, free_space: bool = True):
     """Fuse keyframe pairs (k, k - 1) of ``views`` as the node does with depth and TF."""
     from lsm.mapping import MapFusion, VoxelMap
     from lsm.metric import PairSensors
     from lsm.specs import MetricSpec
 
     dim = perception.model.config.semantic.feature_dim
-    fusion = MapFusion(VoxelMap(voxel_size, max_voxels, dim, frame))
+    fusion = MapFusion(VoxelMap(voxel_size, max_voxels, dim, frame), free_space=free_space)
     seconds = []
     for k in range(1, len(views)):
         a, b = views[k], views[k - 1]  # the newer keyframe is the reference
@@ -88,12 +88,12 @@ def build_map(perception, views, voxel_size: float = 0.05, max_voxels: int = 200
 
 
 def evaluate(perception, seed: int = SEED, keyframes: int = 30, spacing: float = 0.24,
-             labels=None, log=print) -> Dict[str, object]:
+             labels=None, log=print, free_space: bool = True) -> Dict[str, object]:
     from lsm.specs import DEFAULT_LABELS
 
     labels = list(labels or DEFAULT_LABELS)
     room, views = sweep(seed, keyframes, spacing)
-    vmap, seconds = build_map(perception, views, log=log)
+    vmap, seconds = build_map(perception, views, log=log, free_space=free_space)
     truth = object_boxes(room)
     centre = vmap.snapshot()["position"].mean(0)
     rows = {}
@@ -119,7 +119,8 @@ def evaluate(perception, seed: int = SEED, keyframes: int = 30, spacing: float =
         rows[query] = row
         log(f"{query}: {row}")
     return {"seed": seed, "keyframes": keyframes, "spacing_m": spacing, "size": list(SIZE),
-            "voxels": len(vmap), "voxel_size": vmap.voxel_size,
+            "voxels": len(vmap), "voxel_size": vmap.voxel_size, "free_space": free_space,
+            "cleared_voxels": vmap.cleared,
             "fusion_ms_median": 1000 * float(np.median(seconds)), "queries": rows}
 
 
@@ -130,7 +131,9 @@ def report(s: Dict[str, object]) -> str:
     lines = [f"held-out room {s['seed']}: {s['keyframes']} RGB-D keyframes {s['spacing_m']} m "
              f"apart ({s['size'][1]}x{s['size'][0]}), poses from the truth (TF); map "
              f"{s['voxels']} voxels of {s['voxel_size']} m, fusion {s['fusion_ms_median']:.1f} "
-             "ms per pair (median)", "",
+             "ms per pair (median), free-space clearing "
+             + (f"on ({s['cleared_voxels']} voxels cleared)" if s.get("free_space") else "off"),
+             "",
              "| query | instances | nearest instance to the true centre (m) | top instance (m) "
              "| map centre baseline (m) | false instances | best relevance |",
              "|---|---:|---:|---:|---:|---:|---:|"]
@@ -152,12 +155,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--spacing", type=float, default=0.24, help="metres between keyframes")
     parser.add_argument("--checkpoint", default="", help="model file ('' = the embedded model)")
     parser.add_argument("--out", type=Path, default=None, help="folder for map_eval.json")
+    parser.add_argument("--no-free-space", action="store_true",
+                        help="fuse without free-space clearing (the node's map_free_space: false)")
     a = parser.parse_args(argv)
     from lsm.perception import Perception, WeightSources
 
     perception = Perception.load(WeightSources(checkpoint=a.checkpoint), device="cpu")
     summary = evaluate(perception, a.seed, a.keyframes, a.spacing,
-                       log=lambda m: print(m, file=sys.stderr, flush=True))
+                       log=lambda m: print(m, file=sys.stderr, flush=True),
+                       free_space=not a.no_free_space)
     print(report(summary))
     if a.out is not None:
         a.out.mkdir(parents=True, exist_ok=True)
