@@ -68,17 +68,21 @@ def _cell(text: str) -> str:
 def parameters_markdown(full: bool = False) -> str:
     from lsm_ros.parameters import PARAMETER_SPECS, type_name
 
-    rows = (["| parameter | type | default | description |", "|---|---|---|---|"] if full
-            else ["| parameter | default | description |", "|---|---|---|"])
+    if not full:  # the README's table: names and defaults (descriptions: docs/reference.md)
+        rows = ["| parameter | default |", "|---|---|"]
+        for s in PARAMETER_SPECS:
+            note = "" if s.read_only else " (run-time)"
+            rows.append(f"| `{s.name}`{note} | `{_cell(_yaml_value(s.default))}` |")
+        return "\n".join(rows) + "\n"
+    rows = ["| parameter | type | default | description |", "|---|---|---|---|"]
     for s in PARAMETER_SPECS:
-        default = _yaml_value(s.default)
         note = "" if s.read_only else " (run-time)"
-        text = s.description if full else _first_sentence(s.description)
-        if full and (s.float_range or s.int_range):
+        text = s.description
+        if s.float_range or s.int_range:
             lo, hi = s.float_range or s.int_range
             text += f" Range [{lo}, {hi}]."
-        kind = f" {type_name(s.type)} |" if full else ""
-        rows.append(f"| `{s.name}`{note} |{kind} `{_cell(default)}` | {_cell(text)} |")
+        rows.append(f"| `{s.name}`{note} | {type_name(s.type)} | `{_cell(_yaml_value(s.default))}` "
+                    f"| {_cell(text)} |")
     return "\n".join(rows) + "\n"
 
 
@@ -97,7 +101,8 @@ def reference_markdown() -> str:
     """The text of docs/reference.md: both tables with every description in full."""
     return ("# lsm_node reference\n\nGENERATED from lsm_ros/interfaces.py and "
             "lsm_ros/parameters.py by `python -m lsm_tools.reference`; the README shows the "
-            "first sentences. `~/x` = `/<namespace>/lsm_node/x`.\n\n## Topics and services\n\n"
+            "first sentences of the topics and services and the parameters' names and "
+            "defaults. `~/x` = `/<namespace>/lsm_node/x`.\n\n## Topics and services\n\n"
             + interfaces_markdown(full=True) + "\n## Parameters\n\n(run-time) = changeable "
             "with `ros2 param set`; the others need a restart.\n\n" + parameters_markdown(full=True))
 
