@@ -336,10 +336,13 @@ class LsmNode(LifecycleNode):
             if self._settings.mode == "pair":
                 pair = self._pairer.add(camera, stamp, (rgb, msg.header))
             else:
-                pair = self._keyframer.add(stamp, (rgb, msg.header),
-                                           self._motion_since_keyframe(msg.header))
-                if pair is not None and self._tf_lookup is not None:
-                    self._keyframe_position = self._camera_position(msg.header)
+                position = self._camera_position(msg.header)  # one TF lookup per image
+                motion = (math.dist(position, self._keyframe_position)
+                          if position is not None and self._keyframe_position is not None
+                          else None)
+                pair = self._keyframer.add(stamp, (rgb, msg.header), motion)
+                if pair is not None:
+                    self._keyframe_position = position
         if pair is None:
             return
         (rgb0, header0), (rgb1, header1) = pair[0].item, pair[1].item
@@ -363,14 +366,6 @@ class LsmNode(LifecycleNode):
             return tuple(T[:3, 3])
         except Exception:
             return None
-
-    def _motion_since_keyframe(self, header) -> Optional[float]:
-        if self._tf_lookup is None or self._keyframe_position is None:
-            return None
-        now = self._camera_position(header)
-        if now is None:
-            return None
-        return math.dist(now, self._keyframe_position)
 
     def _worker_log(self, level: str, text: str) -> None:
         getattr(self.get_logger(), level)(text)
