@@ -19,13 +19,14 @@ Usage: ``lsm-eval-map [--seed 300013] [--keyframes 30] [--checkpoint F] [--out D
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
 import numpy as np
+
+from lsm_train.evaluation import log_to_stderr, print_and_save
 
 SEED = 300013  # a held-out room with a sofa, a bed, a table and a chair
 SIZE = (240, 320)
@@ -161,13 +162,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     from lsm.perception import Perception, WeightSources
 
     perception = Perception.load(WeightSources(checkpoint=a.checkpoint), device="cpu")
-    summary = evaluate(perception, a.seed, a.keyframes, a.spacing,
-                       log=lambda m: print(m, file=sys.stderr, flush=True),
+    summary = evaluate(perception, a.seed, a.keyframes, a.spacing, log=log_to_stderr,
                        free_space=not a.no_free_space)
-    print(report(summary))
-    if a.out is not None:
-        a.out.mkdir(parents=True, exist_ok=True)
-        (a.out / "map_eval.json").write_text(json.dumps(summary, indent=2))
+    print_and_save(summary, report(summary), a.out, "map_eval.json")
     return 0
 
 

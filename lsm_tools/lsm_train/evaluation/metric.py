@@ -17,13 +17,14 @@ Prints a table with trivial baselines (identity rotation, best constant depth) a
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional
 
 import numpy as np
 import torch
+
+from lsm_train.evaluation import log_to_stderr, print_and_save
 
 SEED0 = 300000  # held out: training items come from other seeds
 SIZE = (480, 640)
@@ -202,11 +203,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     perception = Perception.load(WeightSources(checkpoint=a.checkpoint), device="cpu",
                                  cpu_threads=a.threads)
-    summary = evaluate(perception, a.pairs, log=lambda m: print(m, file=sys.stderr, flush=True))
-    print(report(summary))
-    if a.out is not None:
-        a.out.mkdir(parents=True, exist_ok=True)
-        (a.out / "metric.json").write_text(json.dumps(summary, indent=2))
+    summary = evaluate(perception, a.pairs, log=log_to_stderr)
+    print_and_save(summary, report(summary), a.out, "metric.json")
     return 0
 
 
