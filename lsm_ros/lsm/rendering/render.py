@@ -23,6 +23,7 @@ at 0.99 (3DGS, the official LSM rasteriser), gsplat at 0.999.
 """
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass
 from typing import Optional
@@ -138,8 +139,10 @@ def _camera_colors(means, colors, viewmats, sh_degree):
     return eval_sh_colors(colors[None].expand(campos.shape[0], *colors.shape), dirs, int(sh_degree))
 
 
-def _render_torch(means, quats, scales, opacities, rgb, Ks, viewmats, width, height, features, near, far,
-                  max_pairs, chunk_pairs, tiles=False):
+def _render_projected(means, quats, scales, opacities, rgb, Ks, viewmats, width, height, features, near,
+                      far, rasterize):
+    """Our projection, then ``rasterize`` (one camera's composite, the signature of
+    :func:`.torch_rasterizer.rasterize_camera` up to width and height) per camera."""
     covars = covariance_from_scale_rotation(scales, quats)
     proj = project_gaussians(means, covars, opacities, viewmats, Ks, width, height, near, far, EPS2D)
     cams = viewmats.shape[0]
@@ -149,15 +152,8 @@ def _render_torch(means, quats, scales, opacities, rgb, Ks, viewmats, width, hei
         if features is not None:
             parts.append(features)
         channels = torch.cat(parts, -1)
-        if tiles:
-            out, alpha = tile_rasterizer.rasterize_camera_tiles(
-                proj.means2d[c], proj.conics[c], opacities, channels, proj.depths[c],
-                proj.radii[c], width, height)
-        else:
-            out, alpha = rasterize_camera(
-                proj.means2d[c], proj.conics[c], opacities, channels, proj.depths[c], proj.radii[c],
-                width, height, max_pairs, chunk_pairs,
-            )
+        out, alpha = rasterize(proj.means2d[c], proj.conics[c], opacities, channels,
+                               proj.depths[c], proj.radii[c], width, height)
         outs.append(out)
         alphas.append(alpha)
     return torch.stack(outs), torch.stack(alphas)  # (C,H,W,3+1+F), (C,H,W)
@@ -268,8 +264,10 @@ def render(
         chans, alpha = _render_gsplat(means, quats, scales, opacities, rgb, Ks, viewmats, width, height,
                                       features, near, far)
     else:
-        chans, alpha = _render_torch(means, quats, scales, opacities, rgb, Ks, viewmats, width, height,
-                                     features, near, far, max_pairs, chunk_pairs, tiles)
+        rasterize = (tile_rasterizer.rasterize_camera_tiles if tiles else functools.partial(
+            rasterize_camera, max_pairs=max_pairs, chunk_pairs=chunk_pairs))
+        chans, alpha = _render_projected(means, quats, scales, opacities, rgb, Ks, viewmats, width,
+                                         height, features, near, far, rasterize)
     rgb_img = chans[..., :3]
     if background is not None:
         bg = background.to(rgb_img.dtype)
