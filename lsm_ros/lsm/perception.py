@@ -120,20 +120,22 @@ class Perception:
 
     def reconstruct(self, pairs: Sequence[Tuple[object, object]],
                     timings: Optional[dict] = None, sensors=None,
-                    metric: MetricSpec = MetricSpec(), tracker=None) -> List[Reconstruction]:
+                    metric: MetricSpec = MetricSpec(), tracker=None,
+                    pose_check: bool = True) -> List[Reconstruction]:
         """One forward pass for every (image0, image1) pair; image 0 is the reference view.
 
         ``sensors``: per pair, a :class:`lsm.metric.PairSensors` (known intrinsics, aligned
         depth, stereo baseline, odometry motion) or None; with them the result can be metric
         as ``metric`` says, smoothed over calls by ``tracker`` (a
         :class:`lsm.metric.ScaleTracker`). ``timings``, when given, gets seconds per stage
-        (preprocess, network, cameras).
+        (preprocess, network, cameras). ``pose_check``: give each result a
+        ``pose_confidence`` from the images' own two-view geometry (about 35 ms per pair).
         """
         from .inference import reconstruct_pairs
 
         with self._autocast():
             return reconstruct_pairs(self.model, list(pairs), timings=timings, sensors=sensors,
-                                     metric=metric, tracker=tracker)
+                                     metric=metric, tracker=tracker, pose_check=pose_check)
 
     # ------------------------------------------------------------------ rendering
     def render(self, rec: Reconstruction, K, c2w, width: int, height: int,

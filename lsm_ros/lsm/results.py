@@ -52,6 +52,10 @@ class Reconstruction:
     scale_detail: str = ""  # how the scale was obtained, or why there is none
     depth_fused: Tuple[float, float] = (0.0, 0.0)  # per view: fraction of pixels from depth
     frame: str = ""  # '' = view 0's optical frame; else the frame of transformed() (a world)
+    # how far to trust view 1's pose, in [0, 1] (lsm.geometry.pose_check; 1 when a sensor
+    # gave it); NaN = not checked; pose_check says how it was judged
+    pose_confidence: float = float("nan")
+    pose_check: str = ""
 
     @property
     def size(self) -> int:

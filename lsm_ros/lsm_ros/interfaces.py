@@ -46,6 +46,10 @@ PUBLISHED: Tuple[Endpoint, ...] = (
     Endpoint("~/poses", "geometry_msgs/msg/PoseArray",
              "Both cameras, in the frame and units of ~/points (in the optical frame, pose 0 "
              "is the identity)."),
+    Endpoint("~/camera_pose", "lsm_ros_interfaces/msg/CameraPose",
+             "View 1's camera with a confidence in [0, 1] (1 = given by sensors; else the "
+             "network's pose checked against the images' two-view geometry: low = wrong or "
+             "unverifiable), per pair, in the frame and units of ~/points."),
     Endpoint("~/camera_info", "sensor_msgs/msg/CameraInfo",
              "Pinhole intrinsics used for the reference view (its CameraInfo's when given, "
              "else estimated) at its original resolution."),

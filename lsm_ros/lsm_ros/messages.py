@@ -400,6 +400,15 @@ def pose_msg(c2w: np.ndarray):
     return p
 
 
+def camera_pose_msg(rec, c2w1: np.ndarray, header):
+    """lsm_ros_interfaces/CameraPose of view 1 (``c2w1``: its pose in ``header``'s frame)."""
+    from lsm_ros_interfaces.msg import CameraPose
+
+    return CameraPose(header=header, pose=pose_msg(c2w1), units=rec.units,
+                      confidence=float(rec.pose_confidence), source=rec.camera_status,
+                      check=rec.pose_check)
+
+
 def pose_array_msg(c2w: np.ndarray, header):
     """PoseArray of camera-to-reference poses ``c2w`` (V, 4, 4)."""
     from geometry_msgs.msg import PoseArray

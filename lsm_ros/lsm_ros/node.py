@@ -145,7 +145,8 @@ class LsmNode(LifecycleNode):
         self._queue = PairQueue(s.pending_pairs)
         self._worker = InferenceWorker(self._queue, self._loader, self._publisher,
                                        s.output_spec(), s.batch_size, self._worker_log,
-                                       sensors=self._sensors, metric=s.metric_spec())
+                                       sensors=self._sensors, metric=s.metric_spec(),
+                                       pose_check=s.pose_check)
         self._state = "configuring"
         self.get_logger().info("configuring: loading the model")
         self._worker.start()
@@ -532,6 +533,8 @@ class LsmNode(LifecycleNode):
             "inputs dropped (malformed)": self._problems.total,
             "inference failures": w.failures,
             "camera recovery": out.last_camera_status,
+            "pose confidence": out.last_pose_check[0],
+            "pose check": out.last_pose_check[1],
             **self._metric_values(w.last_reconstruction),
         }
 

@@ -58,6 +58,7 @@ class OutputPublisher:
         self._camera_frame, self._mode = camera_frame, mode
         self._points = publisher("~/points")
         self._poses = publisher("~/poses")
+        self._camera_pose = publisher("~/camera_pose")
         self._camera_info = publisher("~/camera_info")
         self._images = {name: publisher(f"~/{name}") for name in IMAGE_OUTPUTS}
         self._detections = publisher("~/detections")
@@ -73,6 +74,7 @@ class OutputPublisher:
         self.last_image_latency = float("nan")  # pair formed -> image outputs published
         self.last_stamp_age = float("nan")  # node clock at publication - image stamp
         self.last_camera_status = ""
+        self.last_pose_check = (float("nan"), "")
 
     @staticmethod
     def _tf_broadcaster(node):
@@ -122,6 +124,7 @@ class OutputPublisher:
         try:
             self._points.publish(messages.cloud_msg(cloud, spatial))
             self._poses.publish(messages.pose_array_msg(c2w, spatial))
+            self._camera_pose.publish(messages.camera_pose_msg(rec, c2w[1], spatial))
             w, h = rec.image_sizes()[0]
             self._camera_info.publish(
                 messages.camera_info_msg(rec.intrinsics_original()[0], w, h, header0))
@@ -146,6 +149,7 @@ class OutputPublisher:
         now = self._node.get_clock().now().nanoseconds * 1e-9
         self.last_stamp_age = now - messages.stamp_seconds(job.headers[0])
         self.last_camera_status = rec.camera_status
+        self.last_pose_check = (rec.pose_confidence, rec.pose_check)
 
     def publish_images(self, job, rec, images) -> None:
         if not self._node.context.ok():

@@ -21,6 +21,7 @@ OUTPUTS = {  # topic suffix -> message module and type
     "query_detections": ("vision_msgs.msg", "Detection3DArray"),
     "query_markers": ("visualization_msgs.msg", "MarkerArray"),
     "poses": ("geometry_msgs.msg", "PoseArray"),
+    "camera_pose": ("lsm_ros_interfaces.msg", "CameraPose"),
     "camera_info": ("sensor_msgs.msg", "CameraInfo"),
     "labels": ("sensor_msgs.msg", "Image"),
     "labels_color": ("sensor_msgs.msg", "Image"),

@@ -60,7 +60,8 @@ def session(rclpy_node, params_file, tmp_path_factory, scene):
         client.publish(1, image_msg(scene.context[1].image, t + 0.01, "cam1_optical",
                                     encoding="bgr8"))
 
-    outputs = ("points", "poses", "camera_info", "labels", "labels_color", "depth", "rendered")
+    outputs = ("points", "poses", "camera_pose", "camera_info", "labels", "labels_color", "depth",
+               "rendered")
     try:
         ok = client.spin_until(lambda: all(client.received[k] for k in outputs), timeout=180,
                                every=publish_pair, period=5.0, process=proc)
@@ -79,7 +80,7 @@ def _first(session, key):
 
 def test_outputs_share_the_reference_stamp_and_frame(session):
     sent = session["sent"]
-    for key in ("points", "poses", "camera_info", "labels", "labels_color", "depth",
+    for key in ("points", "poses", "camera_pose", "camera_info", "labels", "labels_color", "depth",
                 "rendered"):
         msg = _first(session, key)
         assert msg.header.frame_id == "cam0_optical", key
@@ -127,6 +128,18 @@ def test_poses_hold_both_cameras_with_the_reference_at_identity(session):
     assert np.allclose(pose_matrix(poses.poses[0]), np.eye(4), atol=1e-5)
     T1 = pose_matrix(poses.poses[1])
     assert np.allclose(T1[:3, :3] @ T1[:3, :3].T, np.eye(3), atol=1e-4)
+
+
+def test_camera_pose_carries_view_1_and_a_checked_confidence(session):
+    """~/camera_pose: the same camera as ~/poses' second pose, with a confidence in [0, 1]
+    judged from the images (no sensors here), and the reason in words."""
+    msg = _first(session, "camera_pose")
+    assert np.allclose(pose_matrix(msg.pose), pose_matrix(_first(session, "poses").poses[1]),
+                       atol=1e-5)
+    assert 0.0 <= msg.confidence <= 1.0
+    assert msg.units == "model units"
+    assert ("matches" in msg.check or "inliers" in msg.check), msg.check
+    assert msg.source.startswith("pnp") or "fallback" in msg.source, msg.source
 
 
 def _true_labels_at_points(session, scene):
@@ -355,7 +368,8 @@ def test_diagnostics_report_rates_drops_device_and_units(session):
         for m in client.received["diagnostics"]), timeout=10)
     values = diagnostic_values(client.received["diagnostics"][-1])
     for key in ("input rate (images/s)", "processing rate (reconstructions/s)", "latency (s)",
-                "queue drops", "device", "inputs dropped (malformed)", "stamp age at output (s)"):
+                "queue drops", "device", "inputs dropped (malformed)", "stamp age at output (s)",
+                "pose confidence", "pose check"):
         assert key in values
     # latency = pair formed -> outputs published, on the node's monotonic clock: a few
     # seconds on CPU whatever the image stamps are (this test's stamps are not wall time)

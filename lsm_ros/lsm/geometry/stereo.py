@@ -52,6 +52,33 @@ def rectified_depth(image0: np.ndarray, image1: np.ndarray, fx: float, baseline:
     return np.where(d > 0, fx * b / np.maximum(d, 1e-6), np.nan).astype(np.float32)
 
 
+def feature_matches(image0: np.ndarray, image1: np.ndarray, features: int = 3000,
+                    ratio: float = 0.85) -> Tuple[np.ndarray, np.ndarray]:
+    """SIFT matches between two RGB images that pass Lowe's ratio test: pixel coordinates
+    (N, 2) in image 0 and in image 1, in this package's pixel convention (centres at +0.5)."""
+    sift = cv2.SIFT_create(nfeatures=features)
+    k0, d0 = sift.detectAndCompute(_gray(image0), None)
+    k1, d1 = sift.detectAndCompute(_gray(image1), None)
+    if d0 is None or d1 is None or len(k0) < 2 or len(k1) < 2:
+        return np.zeros((0, 2)), np.zeros((0, 2))
+    pairs = cv2.BFMatcher(cv2.NORM_L2).knnMatch(d0, d1, k=2)
+    good = [m[0] for m in pairs if len(m) == 2 and m[0].distance < ratio * m[1].distance]
+    if not good:
+        return np.zeros((0, 2)), np.zeros((0, 2))
+    # OpenCV's keypoints put pixel centres on integers; ours are at +0.5
+    p0 = np.float64([k0[g.queryIdx].pt for g in good]).reshape(-1, 2) + 0.5
+    p1 = np.float64([k1[g.trainIdx].pt for g in good]).reshape(-1, 2) + 0.5
+    return p0, p1
+
+
+def sampson_px2(F: np.ndarray, x0: np.ndarray, x1: np.ndarray) -> np.ndarray:
+    """Squared Sampson distance (pixels^2) of homogeneous matches x0, x1 (N, 3) under the
+    fundamental matrix F (x1^T F x0 = 0)."""
+    Fx0, Ftx1 = x0 @ F.T, x1 @ F
+    return np.sum(x1 * Fx0, 1) ** 2 / (Fx0[:, 0] ** 2 + Fx0[:, 1] ** 2 + Ftx1[:, 0] ** 2
+                                       + Ftx1[:, 1] ** 2 + 1e-12)
+
+
 def triangulated_depth(image0: np.ndarray, image1: np.ndarray, K0: np.ndarray, K1: np.ndarray,
                        pose1: np.ndarray, max_epipolar_px: float = 1.5,
                        min_parallax_deg: float = MIN_PARALLAX_DEG) -> Tuple[np.ndarray, np.ndarray]:
@@ -60,28 +87,16 @@ def triangulated_depth(image0: np.ndarray, image1: np.ndarray, K0: np.ndarray, K
     ``pose1``: camera 1's pose in camera 0's frame (4x4, camera-to-camera-0, metres).
     Returns (uv (N, 2) pixel coordinates in view 0, depth (N,) metres); N may be 0.
     """
-    sift = cv2.SIFT_create(nfeatures=3000)
-    k0, d0 = sift.detectAndCompute(_gray(image0), None)
-    k1, d1 = sift.detectAndCompute(_gray(image1), None)
     empty = np.zeros((0, 2)), np.zeros(0)
-    if d0 is None or d1 is None or len(k0) < 2 or len(k1) < 2:
+    p0, p1 = feature_matches(image0, image1)
+    if len(p0) == 0:
         return empty
-    matches = cv2.BFMatcher(cv2.NORM_L2).knnMatch(d0, d1, k=2)
-    good = [m[0] for m in matches if len(m) == 2 and m[0].distance < 0.85 * m[1].distance]
-    if not good:
-        return empty
-    # OpenCV's keypoints put pixel centres on integers; ours are at +0.5
-    p0 = np.float64([k0[g.queryIdx].pt for g in good]) + 0.5
-    p1 = np.float64([k1[g.trainIdx].pt for g in good]) + 0.5
     T10 = np.linalg.inv(np.asarray(pose1, np.float64))  # camera 0 coordinates -> camera 1
     R, t = T10[:3, :3], T10[:3, 3]
     tx = np.array([[0, -t[2], t[1]], [t[2], 0, -t[0]], [-t[1], t[0], 0]])
     F = np.linalg.inv(K1).T @ tx @ R @ np.linalg.inv(K0)
     x0, x1 = np.c_[p0, np.ones(len(p0))], np.c_[p1, np.ones(len(p1))]
-    Fx0, Ftx1 = x0 @ F.T, x1 @ F
-    sampson = np.sum(x1 * Fx0, 1) ** 2 / (Fx0[:, 0] ** 2 + Fx0[:, 1] ** 2 + Ftx1[:, 0] ** 2
-                                           + Ftx1[:, 1] ** 2 + 1e-12)
-    keep = sampson < max_epipolar_px ** 2
+    keep = sampson_px2(F, x0, x1) < max_epipolar_px ** 2
     if not keep.any():
         return empty
     X = cv2.triangulatePoints(K0 @ np.eye(3, 4), K1 @ T10[:3], p0[keep].T, p1[keep].T)
