@@ -53,10 +53,11 @@ def rectified_depth(image0: np.ndarray, image1: np.ndarray, fx: float, baseline:
 
 
 def feature_matches(image0: np.ndarray, image1: np.ndarray, features: int = 3000,
-                    ratio: float = 0.85) -> Tuple[np.ndarray, np.ndarray]:
+                    ratio: float = 0.85, contrast: float = 0.04) -> Tuple[np.ndarray, np.ndarray]:
     """SIFT matches between two RGB images that pass Lowe's ratio test: pixel coordinates
-    (N, 2) in image 0 and in image 1, in this package's pixel convention (centres at +0.5)."""
-    sift = cv2.SIFT_create(nfeatures=features)
+    (N, 2) in image 0 and in image 1, in this package's pixel convention (centres at +0.5).
+    ``contrast``: SIFT's contrast threshold (lower finds more keypoints on plain surfaces)."""
+    sift = cv2.SIFT_create(nfeatures=features, contrastThreshold=contrast)
     k0, d0 = sift.detectAndCompute(_gray(image0), None)
     k1, d1 = sift.detectAndCompute(_gray(image1), None)
     if d0 is None or d1 is None or len(k0) < 2 or len(k1) < 2:
@@ -68,6 +69,33 @@ def feature_matches(image0: np.ndarray, image1: np.ndarray, features: int = 3000
     # OpenCV's keypoints put pixel centres on integers; ours are at +0.5
     p0 = np.float64([k0[g.queryIdx].pt for g in good]).reshape(-1, 2) + 0.5
     p1 = np.float64([k1[g.trainIdx].pt for g in good]).reshape(-1, 2) + 0.5
+    return p0, p1
+
+
+def flow_matches(image0: np.ndarray, image1: np.ndarray, step: int = 8, max_error_px: float = 1.0,
+                 min_gradient: float = 20.0) -> Tuple[np.ndarray, np.ndarray]:
+    """Correspondences from dense optical flow (OpenCV DIS), on a grid of ``step`` pixels:
+    kept where the image has texture (Sobel magnitude >= ``min_gradient``) and the backward
+    flow returns within ``max_error_px``. Finds matches on plain, weakly textured surfaces
+    where SIFT finds few; fails for large rotations between the views, where SIFT does not.
+    Same return convention as :func:`feature_matches`."""
+    g0, g1 = _gray(image0), _gray(image1)
+    if g0.shape != g1.shape:
+        return np.zeros((0, 2)), np.zeros((0, 2))
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    forward, backward = dis.calc(g0, g1, None), dis.calc(g1, g0, None)
+    h, w = g0.shape
+    ys, xs = np.mgrid[step // 2:h:step, step // 2:w:step]
+    f = forward[ys, xs]
+    x1, y1 = xs + f[..., 0], ys + f[..., 1]
+    inside = (x1 >= 0) & (x1 <= w - 1) & (y1 >= 0) & (y1 <= h - 1)
+    back = backward[np.clip(np.round(y1).astype(int), 0, h - 1), np.clip(np.round(x1).astype(int), 0, w - 1)]
+    error = np.hypot(f[..., 0] + back[..., 0], f[..., 1] + back[..., 1])
+    gradient = np.hypot(cv2.Sobel(g0, cv2.CV_32F, 1, 0), cv2.Sobel(g0, cv2.CV_32F, 0, 1))[ys, xs]
+    keep = inside & (error < max_error_px) & (gradient >= min_gradient)
+    # OpenCV's pixel (x, y) has its centre at our (x + 0.5, y + 0.5)
+    p0 = np.stack([xs[keep], ys[keep]], 1).astype(np.float64) + 0.5
+    p1 = np.stack([x1[keep], y1[keep]], 1).astype(np.float64) + 0.5
     return p0, p1
 
 
