@@ -1,0 +1,413 @@
+"""``lsm-eval --suite``: the model on scenes it was not trained on, beside trivial baselines.
+
+Every source is evaluated the way the node uses the model (:class:`lsm.Perception`: one
+image pair in, pointmaps, cameras, a label image and a pose confidence out), each pair
+against its own ground truth:
+
+* ``procedural``: held-out rooms of the training generator (in domain);
+* ``independent``: rooms of :mod:`lsm_train.data.independent`, a structurally different
+  renderer used only for evaluation;
+* ``real:<name>``: real RGB-D sequences (ScanNet-style folders, see
+  :mod:`lsm_train.data.scannet`) with measured depth and motion-capture poses, split into a
+  tuning part and a held-out part (the held-out part is only reported, never tuned on).
+
+Figures per source (medians over pairs unless said otherwise):
+
+* depth AbsRel and tau (1.03) of both views after one median scale per pair (a pair has no
+  metric scale), beside the **best constant depth** (the median true depth; what a model
+  that knows nothing but the scale scores);
+* rotation error of view 1's pose beside the **identity rotation**'s, and the translation
+  direction error (up to scale);
+* pose confidence: AUC of the published confidence against "direction error > 30 deg"
+  (1 = it ranks every good pose above every bad one, 0.5 = chance); n/a without both kinds;
+* labels where the truth has them: mIoU and pixel accuracy over the pairs (8 classes);
+* floor IoU against geometric truth (real sequences: pixels on the lowest large
+  upward-facing plane, gravity from the camera poses) and, as a check that needs no truth,
+  cross-view label consistency (view 0's labels carried to view 1 by the true depth and
+  poses) beside the agreement two independent label images of the same class frequencies
+  would reach by chance.
+
+Usage::
+
+    lsm-eval --suite [--real-data DIR] [--pairs 12] [--checkpoint F] [--out DIR]
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Dict, Iterable, List, Optional, Sequence
+
+import numpy as np
+
+from ..data.sample import CLASS_NAMES, IGNORE_LABEL
+
+FLOOR = CLASS_NAMES.index("floor")
+BAD_DIRECTION_DEG = 30.0
+
+
+@dataclass
+class TruthPair:
+    """Two posed RGB-D views (view 0 is the reference) with optional labels (255 = ignore)."""
+
+    images: Sequence[np.ndarray]  # (H, W, 3) uint8 RGB
+    depth: Sequence[np.ndarray]  # (H, W) metres, 0 = invalid
+    K: Sequence[np.ndarray]  # (3, 3), pixel centres at +0.5
+    c2w: Sequence[np.ndarray]  # (4, 4) camera-to-world, OpenCV axes
+    up: np.ndarray  # (3,) world up (against gravity)
+    labels: Optional[Sequence[np.ndarray]] = None  # (H, W) uint8 class ids of CLASS_NAMES
+    name: str = ""
+
+
+# ------------------------------------------------------------------------------ sources
+
+def synthetic_pairs(source: str, seeds: Iterable[int], size=128) -> List[TruthPair]:
+    """Pairs of the training generator (``procedural``) or the independent one."""
+    if source == "procedural":
+        from ..data.procedural import generate_sample as make
+    elif source == "independent":
+        from ..data.independent import generate_independent_sample as make
+    else:
+        raise ValueError(f"unknown synthetic source {source!r}")
+    out = []
+    for seed in seeds:
+        s = make(seed, size=size)
+        a, b = s.context
+        out.append(TruthPair([a.image, b.image], [a.depth, b.depth], [a.K, b.K], [a.c2w, b.c2w],
+                             np.array([0.0, 0.0, 1.0]), [a.labels, b.labels], f"{source}:{seed}"))
+    return out
+
+
+def gravity_up(poses: Sequence[np.ndarray]) -> np.ndarray:
+    """World up from the camera poses of a sequence: cameras are held roughly upright, so the
+    mean of their image-up axes (-y of OpenCV cameras) points against gravity."""
+    up = -np.mean([np.asarray(T, np.float64)[:3, 1] for T in poses], axis=0)
+    return up / np.linalg.norm(up)
+
+
+def real_pairs(folder: str, gap: int = 1, limit: Optional[int] = None,
+               frames: Optional[Sequence[int]] = None) -> List[TruthPair]:
+    """Consecutive frames (i, i + gap) of a ScanNet-style folder at its stored resolution;
+    ``frames`` = (first, last) frame ids to use (both included), default all."""
+    import cv2
+
+    from ..data.scannet import ScanNetStyleScene
+
+    scene = ScanNetStyleScene(folder)
+    everything = [i for i in scene.frame_ids if scene.pose_valid(i)]
+    up = gravity_up([scene.pose(i) for i in everything])  # from the whole sequence
+    ids = [i for i in everything if frames is None or frames[0] <= i <= frames[1]]
+    poses = {i: scene.pose(i) for i in ids}
+
+    def frame(i):
+        bgr = cv2.imread(os.path.join(folder, "color", scene._color_files[i]), cv2.IMREAD_COLOR)
+        raw = cv2.imread(os.path.join(folder, "depth", f"{i}.png"), cv2.IMREAD_UNCHANGED)
+        if bgr is None or raw is None:
+            raise ValueError(f"cannot read frame {i} of {folder}")
+        depth = raw.astype(np.float32) / scene.depth_scale
+        if depth.shape != bgr.shape[:2]:
+            raise ValueError(f"{folder}: depth {i} is {depth.shape}, colour {bgr.shape[:2]}")
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), depth
+
+    out = []
+    name = os.path.basename(os.path.normpath(folder))
+    for i, j in zip(ids, ids[gap:]):
+        (ia, da), (ib, db) = frame(i), frame(j)
+        out.append(TruthPair([ia, ib], [da, db], [scene.K_color] * 2, [poses[i], poses[j]], up,
+                             None, f"{name}:{i}-{j}"))
+        if limit and len(out) >= limit:
+            break
+    return out
+
+
+# ------------------------------------------------------------------------------ truth
+
+def _unproject(depth: np.ndarray, K: np.ndarray) -> np.ndarray:
+    h, w = depth.shape
+    u, v = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)
+    pix = np.stack([u, v, np.ones_like(u)], -1)
+    return (pix @ np.linalg.inv(K).T) * depth[..., None]
+
+
+def floor_truth(depth: np.ndarray, K: np.ndarray, c2w: np.ndarray, up: np.ndarray,
+                floor_height: float, tolerance: float = 0.05, max_tilt_deg: float = 25.0) -> np.ndarray:
+    """bool (H, W): pixels on the floor plane (height ``floor_height`` along ``up``, within
+    ``tolerance`` m) whose surface faces up (normal from the depth within ``max_tilt_deg``)."""
+    cam = _unproject(depth, K)
+    world = cam @ c2w[:3, :3].T + c2w[:3, 3]
+    dx = np.zeros_like(world)
+    dy = np.zeros_like(world)
+    dx[:, 1:-1] = world[:, 2:] - world[:, :-2]
+    dy[1:-1] = world[2:] - world[:-2]
+    n = np.cross(dx, dy)
+    norm = np.linalg.norm(n, axis=-1)
+    facing = np.abs(n @ up) > np.cos(np.radians(max_tilt_deg)) * np.maximum(norm, 1e-12)
+    height = world @ up
+    return (depth > 0) & (norm > 0) & facing & (np.abs(height - floor_height) < tolerance)
+
+
+def floor_height(pairs: Sequence[TruthPair]) -> Optional[float]:
+    """Height (along up) of the lowest large upward-facing plane seen in a sequence, or None."""
+    heights = []
+    for p in pairs:
+        for v in range(2):
+            cam = _unproject(p.depth[v], p.K[v])
+            world = cam @ p.c2w[v][:3, :3].T + p.c2w[v][:3, 3]
+            flat = floor_truth(p.depth[v], p.K[v], p.c2w[v], p.up, 0.0, tolerance=np.inf)
+            heights.append((world @ p.up)[flat])
+    h = np.concatenate(heights) if heights else np.zeros(0)
+    if h.size < 500:
+        return None
+    hist, edges = np.histogram(h, bins=np.arange(h.min(), h.max() + 0.05, 0.04))
+    strong = np.flatnonzero(hist >= max(200, 0.05 * h.size))
+    if strong.size == 0:
+        return None
+    k = strong[0]  # the lowest strong peak
+    return float(np.median(h[(h >= edges[k]) & (h < edges[k + 1])]))
+
+
+# ------------------------------------------------------------------------------ metrics
+
+def auc(scores: Sequence[float], bad: Sequence[bool]) -> Optional[float]:
+    """Probability that a good item scores above a bad one (ties count half); None without
+    both kinds."""
+    s, b = np.asarray(scores, np.float64), np.asarray(bad, bool)
+    good, worse = s[~b], s[b]
+    if good.size == 0 or worse.size == 0:
+        return None
+    greater = (good[:, None] > worse[None, :]).mean()
+    ties = (good[:, None] == worse[None, :]).mean()
+    return float(greater + 0.5 * ties)
+
+
+def _carry_labels(p: TruthPair, pred0: np.ndarray, pred1: np.ndarray):
+    """View 0's predicted labels at view 1's pixels through the true geometry: the pairs
+    (label in view 0, label in view 1) of co-visible pixels (depth agreeing within 5 %)."""
+    d0 = p.depth[0]
+    ok = (d0 > 0) & (pred0 != 255)
+    cam0 = _unproject(d0, p.K[0])[ok]
+    T = np.linalg.inv(p.c2w[1]) @ p.c2w[0]
+    cam1 = cam0 @ T[:3, :3].T + T[:3, 3]
+    z = cam1[:, 2]
+    uv = (cam1 @ np.asarray(p.K[1]).T)[:, :2] / np.maximum(z, 1e-9)[:, None]
+    h, w = pred1.shape
+    u, v = np.floor(uv[:, 0]).astype(int), np.floor(uv[:, 1]).astype(int)
+    inside = (z > 0.05) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
+    u, v, z, src = u[inside], v[inside], z[inside], pred0[ok][inside]
+    d1 = p.depth[1][v, u]
+    visible = (d1 > 0) & (np.abs(d1 - z) < 0.05 * z) & (pred1[v, u] != 255)
+    return src[visible], pred1[v, u][visible]
+
+
+def pose_rows(perception, pairs: Sequence[TruthPair]) -> List[Dict[str, float]]:
+    """Only the pose figures of each pair (direction and rotation errors, the published pose
+    confidence): what the confidence's AUC needs, without label maps."""
+    from lsm.geometry.pose_metrics import relative_pose_errors
+
+    rows = []
+    for p in pairs:
+        rec = perception.reconstruct([(p.images[0], p.images[1])])[0]
+        c2w = rec.c2w.double().numpy()
+        r, d = relative_pose_errors(np.linalg.inv(c2w[0]) @ c2w[1], np.linalg.inv(p.c2w[0]) @ p.c2w[1])
+        rows.append({"rotation_deg": float(r), "direction_deg": float(d),
+                     "pose_confidence": float(rec.pose_confidence), "pose_check": rec.pose_check})
+    return rows
+
+
+def split_pairs(split: str) -> List[TruthPair]:
+    """The pairs of a committed real split (``real tuning`` or ``real held-out``)."""
+    return [p for folder, frames in REAL_SPLITS[split]
+            for p in real_pairs(os.path.join(REAL_DATA, folder), frames=frames)]
+
+
+def evaluate_pair(perception, p: TruthPair, labels: Sequence[str] = CLASS_NAMES,
+                  floor_z: Optional[float] = None) -> Dict[str, float]:
+    """Every figure of one pair (see the module docstring)."""
+    import torch
+
+    from lsm.geometry.pose_metrics import relative_pose_errors, rotation_angle_deg
+
+    from .metrics import confusion_matrix, depth_scores
+
+    rec = perception.reconstruct([(p.images[0], p.images[1])])[0]
+    row: Dict[str, float] = {}
+    # depth of both views in their own cameras, at the model's pixels
+    pts = rec.pointmaps.double().numpy()
+    c2w = rec.c2w.double().numpy()
+    own1 = (pts[1] - c2w[1][:3, 3]) @ c2w[1][:3, :3]
+    pred = np.stack([pts[0][..., 2], own1[..., 2]])
+    true = np.stack([rec.transforms[v].to_model(np.asarray(p.depth[v], np.float32), nearest=True,
+                                                fill=0.0) for v in range(2)])
+    row.update(depth_scores(torch.from_numpy(pred), torch.from_numpy(true.astype(np.float64))))
+    valid = true > 0
+    const = np.median(true[valid])
+    row["constant_abs_rel"] = float(np.mean(np.abs(const - true[valid]) / true[valid]))
+    # pose
+    truth = np.linalg.inv(p.c2w[0]) @ p.c2w[1]
+    estimated = np.linalg.inv(c2w[0]) @ c2w[1]
+    r, d = relative_pose_errors(estimated, truth)
+    row.update(rotation_deg=float(r), direction_deg=float(d),
+               identity_rotation_deg=float(rotation_angle_deg(np.eye(3), truth[:3, :3])),
+               pose_confidence=float(rec.pose_confidence))
+    # labels (model pixels)
+    names = list(labels)
+    pred_labels = [perception.label_map(rec, names, v)[0].cpu().numpy().astype(np.uint8) for v in range(2)]
+    if p.labels is not None:
+        gt = np.stack([rec.transforms[v].to_model(p.labels[v], nearest=True, fill=IGNORE_LABEL)
+                       for v in range(2)]).astype(np.int64)
+        row["confusion"] = confusion_matrix(torch.from_numpy(np.stack(pred_labels).astype(np.int64)),
+                                            torch.from_numpy(gt), len(names)).numpy()
+    # floor against geometric truth
+    if floor_z is not None:
+        inter = union = 0
+        for v in range(2):
+            K_model = rec.transforms[v].intrinsics_to_model(np.asarray(p.K[v], np.float64))
+            truth_floor = floor_truth(true[v], K_model, np.asarray(p.c2w[v], np.float64), p.up, floor_z)
+            mine = (pred_labels[v] == FLOOR) & (true[v] > 0)
+            inter += int((truth_floor & mine).sum())
+            union += int((truth_floor | mine).sum())
+            row["floor_truth_pixels"] = row.get("floor_truth_pixels", 0) + int(truth_floor.sum())
+        row["floor_intersection"], row["floor_union"] = inter, union
+    # cross-view consistency (at the original resolution, labels carried by true geometry)
+    full = [rec.transforms[v].to_original(pred_labels[v], nearest=True, fill=255) for v in range(2)]
+    a, b = _carry_labels(p, full[0], full[1])
+    if a.size:
+        f0 = np.bincount(a, minlength=len(names))[:len(names)] / a.size
+        f1 = np.bincount(b, minlength=len(names))[:len(names)] / b.size
+        row.update(consistency=float(np.mean(a == b)), consistency_chance=float(f0 @ f1),
+                   covisible=int(a.size))
+    return row
+
+
+def summarise(rows: List[Dict[str, float]]) -> Dict[str, object]:
+    """Medians (and pooled label/floor figures) of one source's pair rows."""
+    import torch
+
+    from .metrics import segmentation_scores
+
+    def med(key):
+        v = [r[key] for r in rows if key in r and np.isfinite(r[key])]
+        return float(np.median(v)) if v else None
+
+    s: Dict[str, object] = {"pairs": len(rows)}
+    for key in ("abs_rel", "tau", "constant_abs_rel", "rotation_deg", "identity_rotation_deg",
+                "direction_deg", "consistency", "consistency_chance"):
+        s[key] = med(key)
+    s["direction_within_30"] = float(np.mean([r["direction_deg"] <= BAD_DIRECTION_DEG for r in rows]))
+    s["pose_auc"] = auc([r["pose_confidence"] for r in rows],
+                        [r["direction_deg"] > BAD_DIRECTION_DEG for r in rows])
+    conf = [r["confusion"] for r in rows if "confusion" in r]
+    if conf:
+        seg = segmentation_scores(torch.from_numpy(np.sum(conf, axis=0)))
+        s["miou"], s["accuracy"] = float(seg["miou"]), float(seg["accuracy"])
+    floor = [r for r in rows if r.get("floor_truth_pixels", 0) > 0]
+    if floor:
+        s["floor_iou"] = float(sum(r["floor_intersection"] for r in floor)
+                               / max(1, sum(r["floor_union"] for r in floor)))
+        s["floor_pairs"] = len(floor)
+    return s
+
+
+def evaluate_source(perception, pairs: List[TruthPair], log=print, floor: bool = False) -> Dict[str, object]:
+    floor_z = floor_height(pairs) if floor else None
+    if floor and floor_z is None:
+        log("no floor plane found in this sequence: floor IoU not computed")
+    rows = []
+    for k, p in enumerate(pairs):
+        row = evaluate_pair(perception, p, floor_z=floor_z)
+        rows.append(row)
+        log(f"{p.name}: AbsRel {row['abs_rel']:.3f} (constant {row['constant_abs_rel']:.3f}), "
+            f"rotation {row['rotation_deg']:.1f} deg (identity {row['identity_rotation_deg']:.1f}), "
+            f"direction {row['direction_deg']:.0f} deg, pose confidence {row['pose_confidence']:.2f}")
+    s = summarise(rows)
+    s["floor_height"] = floor_z
+    s["rows"] = [{k: v for k, v in r.items() if k != "confusion"} for r in rows]
+    return s
+
+
+COLUMNS = (  # (key, heading, format, baseline key)
+    ("abs_rel", "depth AbsRel", "{:.3f}", "constant_abs_rel"),
+    ("tau", "depth tau 1.03", "{:.1%}", None),
+    ("rotation_deg", "rotation error (deg)", "{:.1f}", "identity_rotation_deg"),
+    ("direction_deg", "direction error (deg)", "{:.0f}", None),
+    ("direction_within_30", "directions within 30 deg", "{:.0%}", None),
+    ("pose_auc", "pose confidence AUC", "{:.2f}", None),
+    ("miou", "mIoU (8 classes)", "{:.3f}", None),
+    ("accuracy", "label accuracy", "{:.3f}", None),
+    ("floor_iou", "floor IoU vs geometry", "{:.2f}", None),
+    ("consistency", "cross-view label agreement", "{:.2f}", "consistency_chance"),
+)
+BASELINE_NAMES = {"constant_abs_rel": "best constant depth", "identity_rotation_deg": "identity",
+                  "consistency_chance": "chance"}
+
+
+def report(summaries: Dict[str, Dict[str, object]]) -> str:
+    """One markdown table: a row per figure, a column per source; baselines in brackets."""
+    names = list(summaries)
+    lines = ["| figure | " + " | ".join(f"{n} ({summaries[n]['pairs']} pairs)" for n in names) + " |",
+             "|---|" + "---|" * len(names)]
+    for key, heading, fmt, base in COLUMNS:
+        cells = []
+        for n in names:
+            v = summaries[n].get(key)
+            cell = "n/a" if v is None else fmt.format(v)
+            b = summaries[n].get(base) if base else None
+            if b is not None and v is not None:
+                cell += f" ({BASELINE_NAMES[base]} {fmt.format(b)})"
+            cells.append(cell)
+        lines.append(f"| {heading} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------ the suite
+
+REAL_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                         "data", "real_rgbd")
+# (folder, (first, last) frame ids): see data/real_rgbd/README.md
+REAL_SPLITS = {
+    "real tuning": (("tum_fr1_rpy", None), ("tum_fr3_cabinet", (0, 30))),
+    "real held-out": (("tum_fr3_cabinet", (30, 57)),),
+}
+IN_DOMAIN_SEEDS = range(100000, 100012)  # lsm-eval's held-out procedural samples
+INDEPENDENT_SEEDS = range(0, 12)
+
+
+def run_suite(perception, pairs: int = 12, real_data: Sequence[str] = (), log=print,
+              size: int = 128) -> Dict[str, Dict[str, object]]:
+    """Every source's summary, in report order (see the module docstring)."""
+    sources: Dict[str, List[TruthPair]] = {}
+    floor = {}
+    sources["procedural (in domain)"] = synthetic_pairs("procedural", list(IN_DOMAIN_SEEDS)[:pairs], size)
+    sources["independent renderer"] = synthetic_pairs("independent", list(INDEPENDENT_SEEDS)[:pairs], size)
+    for split in REAL_SPLITS:
+        sources[split] = split_pairs(split)
+        floor[split] = True
+    for folder in real_data:
+        name = os.path.basename(os.path.normpath(folder))
+        sources[f"{name} (extra)"] = real_pairs(folder, limit=30)
+        floor[f"{name} (extra)"] = True
+    out = {}
+    for name, items in sources.items():
+        log(f"== {name}: {len(items)} pairs")
+        if floor.get(name):  # one floor height per sequence, not per split
+            out[name] = _evaluate_real_split(perception, items, log)
+        else:
+            out[name] = evaluate_source(perception, items, log=log)
+    return out
+
+
+def _evaluate_real_split(perception, items: List[TruthPair], log) -> Dict[str, object]:
+    by_sequence: Dict[str, List[TruthPair]] = {}
+    for p in items:
+        by_sequence.setdefault(p.name.split(":")[0], []).append(p)
+    rows: List[Dict[str, float]] = []
+    heights = {}
+    for seq, ps in by_sequence.items():
+        s = evaluate_source(perception, ps, log=log, floor=True)
+        heights[seq] = s["floor_height"]
+        for r, p in zip(s["rows"], ps):
+            rows.append(r)
+    # pooled again over the split (the per-sequence confusion is not needed: no labels)
+    summary = summarise(rows)
+    summary["floor_height"] = heights
+    summary["rows"] = rows
+    return summary
