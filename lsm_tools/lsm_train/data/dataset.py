@@ -35,11 +35,12 @@ class ProceduralDataset(Dataset):
     """``num_samples`` procedural scenes; item i is deterministic (seed = hash(seed, i)).
 
     ``views_per_room`` > 1 renders that many consecutive items from one room (cached, room
-    generation is cheap but this gives more view triplets per layout).
+    generation is cheap but this gives more view triplets per layout). ``augment``: domain
+    randomisation of every item (:mod:`lsm_train.data.augment`), deterministic per item.
     """
 
     def __init__(self, num_samples: int, seed: int = 0, size=128, num_targets: int = 1,
-                 views_per_room: int = 1) -> None:
+                 views_per_room: int = 1, augment: bool = False) -> None:
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
         if views_per_room < 1:
@@ -51,6 +52,7 @@ class ProceduralDataset(Dataset):
         self.size = parse_size(size)
         self.num_targets = int(num_targets)
         self.views_per_room = int(views_per_room)
+        self.augment = bool(augment)  # lsm_train.data.augment.randomise every item
         self._room_cache: Dict[int, object] = {}
 
     def __len__(self) -> int:
@@ -69,6 +71,10 @@ class ProceduralDataset(Dataset):
                 self._room_cache = {room_index: room}
         sample = generate_sample(s, self.size, self.num_targets, room=room)
         sample.meta["index"] = int(index)
+        if self.augment:
+            from .augment import randomise
+
+            sample = randomise(sample, np.random.default_rng([s, 0xA06]))
         return sample
 
 

@@ -23,7 +23,8 @@ from .objective import LossWeights, reads_target_views
 from .trainer import TrainConfig, Trainer, setup_distributed
 
 
-def build_dataset(spec: str, size: int, seed: int, length: int, num_targets: int = 1):
+def build_dataset(spec: str, size: int, seed: int, length: int, num_targets: int = 1,
+                  augment: bool = False):
     """``procedural`` | ``folder:PATH`` | ``scannet:PATH`` -> (dataset, collate).
 
     ``num_targets``: target views per procedural item (0 when the objective reads none; an
@@ -32,7 +33,9 @@ def build_dataset(spec: str, size: int, seed: int, length: int, num_targets: int
 
     if spec == "procedural":
         return ds.ProceduralDataset(num_samples=length, seed=seed, size=size,
-                                    num_targets=num_targets), ds.collate
+                                    num_targets=num_targets, augment=augment), ds.collate
+    if augment:
+        raise ValueError("--augment applies to procedural data only")
     kind, _, path = spec.partition(":")
     if kind == "folder" and path:
         return ds.FolderDataset(path), ds.collate
@@ -67,6 +70,9 @@ def parse_args(argv=None):
     p.add_argument("--train-only", default="",
                    help="comma-separated parameter-name prefixes to train, the rest frozen "
                         "(e.g. feature_reduction,feature_expansion,gaussian_head)")
+    p.add_argument("--augment", action="store_true",
+                   help="domain randomisation of procedural samples: zoom (field of view), "
+                        "exposure, white balance, noise, blur, JPEG (lsm_train.data.augment)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-progress", action="store_true")
     for name, default in vars(LossWeights()).items():
@@ -96,7 +102,8 @@ def main(argv=None) -> int:
     else:
         model = LSM(get_config(a.config))
     dataset, collate = build_dataset(a.data, model.config.image_size, a.seed, a.dataset_size,
-                                     num_targets=1 if reads_target_views(cfg.weights) else 0)
+                                     num_targets=1 if reads_target_views(cfg.weights) else 0,
+                                     augment=a.augment)
     class_names = getattr(dataset, "class_names", None)
     if class_names is None:
         from ..data.sample import CLASS_NAMES as class_names
