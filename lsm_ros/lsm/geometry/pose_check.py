@@ -36,7 +36,7 @@ FULL_SUPPORT_INLIERS = 40  # essential-matrix inliers for full support
 FULL_SUPPORT_PARALLAX_DEG = 1.0  # median rotation-compensated parallax for full support
 DIRECTION_SIGMA_DEG = 15.0
 ROTATION_SIGMA_DEG = 10.0
-MAX_SIDE = 640  # images are checked at most this large (longest side), for speed
+MAX_SIDE = 320  # images are checked at most this large (longest side), for speed
 
 
 @dataclass(frozen=True)

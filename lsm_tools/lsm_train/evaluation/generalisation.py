@@ -16,6 +16,7 @@ Figures per source (medians over pairs unless said otherwise):
 * depth AbsRel and tau (1.03) of both views after one median scale per pair (a pair has no
   metric scale), beside the **best constant depth** (the median true depth; what a model
   that knows nothing but the scale scores);
+* the focal estimate's relative error beside a fixed guess (the training field of view);
 * rotation error of view 1's pose beside the **identity rotation**'s, and the translation
   direction error (up to scale);
 * pose confidence: AUC of the published confidence against "direction error > 30 deg"
@@ -43,6 +44,7 @@ from ..data.sample import CLASS_NAMES, IGNORE_LABEL
 
 FLOOR = CLASS_NAMES.index("floor")
 BAD_DIRECTION_DEG = 30.0
+TRAINING_FOV_DEG = 62.5  # typical horizontal field of view of the training generator
 
 
 @dataclass
@@ -245,6 +247,12 @@ def evaluate_pair(perception, p: TruthPair, labels: Sequence[str] = CLASS_NAMES,
     truth = np.linalg.inv(p.c2w[0]) @ p.c2w[1]
     estimated = np.linalg.inv(c2w[0]) @ c2w[1]
     r, d = relative_pose_errors(estimated, truth)
+    # focal: the estimate against the true K (both at the model's pixels); the baseline
+    # guesses the training generator's typical field of view
+    true_f = float(rec.transforms[0].intrinsics_to_model(np.asarray(p.K[0], np.float64))[0, 0])
+    guess_f = 0.5 * rec.size / np.tan(np.radians(TRAINING_FOV_DEG) / 2)
+    row.update(focal_error=abs(float(rec.focal_estimated) / true_f - 1.0),
+               focal_guess_error=abs(guess_f / true_f - 1.0))
     row.update(rotation_deg=float(r), direction_deg=float(d),
                identity_rotation_deg=float(rotation_angle_deg(np.eye(3), truth[:3, :3])),
                pose_confidence=float(rec.pose_confidence))
@@ -290,7 +298,8 @@ def summarise(rows: List[Dict[str, float]]) -> Dict[str, object]:
 
     s: Dict[str, object] = {"pairs": len(rows)}
     for key in ("abs_rel", "tau", "constant_abs_rel", "rotation_deg", "identity_rotation_deg",
-                "direction_deg", "consistency", "consistency_chance"):
+                "direction_deg", "consistency", "consistency_chance", "focal_error",
+                "focal_guess_error"):
         s[key] = med(key)
     s["direction_within_30"] = float(np.mean([r["direction_deg"] <= BAD_DIRECTION_DEG for r in rows]))
     s["pose_auc"] = auc([r["pose_confidence"] for r in rows],
@@ -327,6 +336,7 @@ def evaluate_source(perception, pairs: List[TruthPair], log=print, floor: bool =
 COLUMNS = (  # (key, heading, format, baseline key)
     ("abs_rel", "depth AbsRel", "{:.3f}", "constant_abs_rel"),
     ("tau", "depth tau 1.03", "{:.1%}", None),
+    ("focal_error", "focal error", "{:.0%}", "focal_guess_error"),
     ("rotation_deg", "rotation error (deg)", "{:.1f}", "identity_rotation_deg"),
     ("direction_deg", "direction error (deg)", "{:.0f}", None),
     ("direction_within_30", "directions within 30 deg", "{:.0%}", None),
@@ -337,7 +347,7 @@ COLUMNS = (  # (key, heading, format, baseline key)
     ("consistency", "cross-view label agreement", "{:.2f}", "consistency_chance"),
 )
 BASELINE_NAMES = {"constant_abs_rel": "best constant depth", "identity_rotation_deg": "identity",
-                  "consistency_chance": "chance"}
+                  "consistency_chance": "chance", "focal_guess_error": "62.5 deg guess"}
 
 
 def report(summaries: Dict[str, Dict[str, object]]) -> str:
