@@ -15,7 +15,8 @@ Figures per source (medians over pairs unless said otherwise):
 
 * depth AbsRel and tau (1.03) of both views after one median scale per pair (a pair has no
   metric scale), beside the **best constant depth** (the median true depth; what a model
-  that knows nothing but the scale scores);
+  that knows nothing but the scale scores) and the **mean prediction** (the average of the
+  model's own depth maps over the source: as good as the model when it ignores its input);
 * the focal estimate's relative error beside a fixed guess (the training field of view);
 * rotation error of view 1's pose beside the **identity rotation**'s, and the translation
   direction error (up to scale);
@@ -241,6 +242,10 @@ def evaluate_pair(perception, p: TruthPair, labels: Sequence[str] = CLASS_NAMES,
                                                 fill=0.0) for v in range(2)])
     row.update(depth_scores(torch.from_numpy(pred), torch.from_numpy(true.astype(np.float64))))
     valid = true > 0
+    # kept for the input-blind baseline (the source's mean prediction), then dropped
+    ok0 = np.isfinite(pred[0]) & (pred[0] > 0)
+    row["_pred0"] = pred[0] / np.median(pred[0][ok0]) if ok0.any() else None
+    row["_true0"] = true[0]
     const = np.median(true[valid])
     row["constant_abs_rel"] = float(np.mean(np.abs(const - true[valid]) / true[valid]))
     # pose
@@ -297,8 +302,8 @@ def summarise(rows: List[Dict[str, float]]) -> Dict[str, object]:
         return float(np.median(v)) if v else None
 
     s: Dict[str, object] = {"pairs": len(rows)}
-    for key in ("abs_rel", "tau", "constant_abs_rel", "rotation_deg", "identity_rotation_deg",
-                "direction_deg", "consistency", "consistency_chance", "focal_error",
+    for key in ("abs_rel", "tau", "constant_abs_rel", "mean_prediction_abs_rel", "rotation_deg",
+                "identity_rotation_deg", "direction_deg", "consistency", "consistency_chance", "focal_error",
                 "focal_guess_error"):
         s[key] = med(key)
     s["direction_within_30"] = float(np.mean([r["direction_deg"] <= BAD_DIRECTION_DEG for r in rows]))
@@ -327,14 +332,35 @@ def evaluate_source(perception, pairs: List[TruthPair], log=print, floor: bool =
         log(f"{p.name}: AbsRel {row['abs_rel']:.3f} (constant {row['constant_abs_rel']:.3f}), "
             f"rotation {row['rotation_deg']:.1f} deg (identity {row['identity_rotation_deg']:.1f}), "
             f"direction {row['direction_deg']:.0f} deg, pose confidence {row['pose_confidence']:.2f}")
+    _mean_prediction_scores(rows)
     s = summarise(rows)
     s["floor_height"] = floor_z
     s["rows"] = [{k: v for k, v in r.items() if k != "confusion"} for r in rows]
     return s
 
 
+def _mean_prediction_scores(rows: List[Dict[str, object]]) -> None:
+    """The input-blind baseline: the mean of the model's own (median-normalised) view-0 depth
+    maps over the source, scored against each pair's truth like the model. A model that
+    predicts one ramp whatever the image scores as well with it as with its own output."""
+    import torch
+
+    from .metrics import depth_scores
+
+    maps = [r.pop("_pred0") for r in rows]
+    truths = [r.pop("_true0") for r in rows]
+    usable = [m for m in maps if m is not None]
+    if not usable or len({m.shape for m in usable}) != 1:
+        return
+    mean = np.nanmean(np.stack(usable), axis=0)
+    for r, t in zip(rows, truths):
+        r["mean_prediction_abs_rel"] = depth_scores(torch.from_numpy(mean[None]),
+                                                    torch.from_numpy(t[None].astype(np.float64)))["abs_rel"]
+
+
 COLUMNS = (  # (key, heading, format, baseline key)
     ("abs_rel", "depth AbsRel", "{:.3f}", "constant_abs_rel"),
+    ("mean_prediction_abs_rel", "depth AbsRel of the mean prediction (input-blind)", "{:.3f}", None),
     ("tau", "depth tau 1.03", "{:.1%}", None),
     ("focal_error", "focal error", "{:.0%}", "focal_guess_error"),
     ("rotation_deg", "rotation error (deg)", "{:.1f}", "identity_rotation_deg"),
