@@ -17,8 +17,8 @@ two rotations, and ``support = min(1, inliers / 40) * min(1, parallax / 1 deg)``
 or a near-pure rotation (where no direction can be verified) give a low confidence, which
 is the honest answer. 0 means "could not verify" as much as "wrong"; ``detail`` says which.
 The widths (15 and 10 degrees) were chosen on the real tuning pairs (TUM fr1_rpy and frames
-0-30 of fr3_cabinet: AUC 0.91 against "direction error > 30 deg" with the weights shipped
-then), never on held-out ones.
+0-30 of fr3_cabinet: AUC 0.91 against "direction error > 30 deg" with the shipped
+weights), never on held-out ones.
 
 Pixel convention as everywhere in lsm: pixel (u, v) covers [u, u+1) x [v, v+1).
 """
