@@ -60,7 +60,7 @@ def reconstruct_pairs(model, pairs: Sequence[Tuple[object, object]],
     with ``metric.depth_fusion == 'replace'`` and a known scale, measured depth replaces
     the predicted points before the Gaussian stage. Without sensors nothing of this runs.
     ``pose_check``: judge each estimated pose against the two-view geometry of the images
-    (:mod:`lsm.geometry.pose_check`, about 30-40 ms per 640x480 pair) into the result's
+    (:mod:`lsm.geometry.pose_check`, 25-45 ms per 640x480 pair on 2 cores) into the result's
     ``pose_confidence``; a pose given by sensors has confidence 1.
     ``timings``, when given, is filled with seconds per stage: ``preprocess``, ``network``,
     ``cameras`` (the pose check included).

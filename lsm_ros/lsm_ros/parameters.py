@@ -163,7 +163,7 @@ PARAMETER_SPECS: Tuple[ParameterSpec, ...] = (
                   choices=DEPTH_FUSION),
     ParameterSpec("pose_check", True, _S.PARAMETER_BOOL,
                   "Judge every estimated camera pose against the images' own two-view "
-                  "geometry (SIFT + essential matrix, about 35 ms per 640x480 pair): the "
+                  "geometry (SIFT and optical flow, essential matrix; 25-45 ms per pair on 2 cores): the "
                   "confidence on ~/camera_pose and in /diagnostics."),
     ParameterSpec("world_frame", "", _S.PARAMETER_STRING,
                   "Frame of the 3-D outputs, such as odom or map (REP-105); '' = the reference "
