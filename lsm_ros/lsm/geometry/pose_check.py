@@ -69,9 +69,9 @@ def _downscaled(image: np.ndarray, K: np.ndarray):
 
 def two_view_pose(p0: np.ndarray, p1: np.ndarray, K0: np.ndarray, K1: np.ndarray,
                   threshold_px: float = 1.0):
-    """Relative pose from pixel matches (N, 2) of two calibrated views: (R, t, inlier mask)
-    with ``x1 = R x0 + t`` (camera 0 coordinates -> camera 1), ``|t| = 1``; None when the
-    essential matrix cannot be fitted."""
+    """Relative pose from pixel matches (N, 2) of two calibrated views: (R, t, inlier mask,
+    normalised coordinates of view 0, of view 1) with ``x1 = R x0 + t`` (camera 0
+    coordinates -> camera 1), ``|t| = 1``; None when the essential matrix cannot be fitted."""
     n0 = _normalised(p0, K0)
     n1 = _normalised(p1, K1)
     focal = 0.25 * (K0[0, 0] + K0[1, 1] + K1[0, 0] + K1[1, 1])

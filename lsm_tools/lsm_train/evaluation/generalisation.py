@@ -124,19 +124,18 @@ def real_pairs(folder: str, gap: int = 1, limit: Optional[int] = None,
 
 # ------------------------------------------------------------------------------ truth
 
-def _unproject(depth: np.ndarray, K: np.ndarray) -> np.ndarray:
-    h, w = depth.shape
-    u, v = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)
-    pix = np.stack([u, v, np.ones_like(u)], -1)
-    return (pix @ np.linalg.inv(K).T) * depth[..., None]
+def _unproject(depth: np.ndarray, K: np.ndarray, c2w: Optional[np.ndarray] = None) -> np.ndarray:
+    """(H, W, 3) float64 points of a z-depth map (lsm.geometry.pointmaps' convention)."""
+    from lsm.geometry.pointmaps import depth_to_pointmap
+
+    return depth_to_pointmap(np.asarray(depth, np.float64)[None], np.asarray(K, np.float64),
+                             None if c2w is None else np.asarray(c2w, np.float64))[0].numpy()
 
 
-def floor_truth(depth: np.ndarray, K: np.ndarray, c2w: np.ndarray, up: np.ndarray,
-                floor_height: float, tolerance: float = 0.05, max_tilt_deg: float = 25.0) -> np.ndarray:
-    """bool (H, W): pixels on the floor plane (height ``floor_height`` along ``up``, within
-    ``tolerance`` m) whose surface faces up (normal from the depth within ``max_tilt_deg``)."""
-    cam = _unproject(depth, K)
-    world = cam @ c2w[:3, :3].T + c2w[:3, 3]
+def _heights_facing_up(depth, K, c2w, up, max_tilt_deg: float = 25.0):
+    """Per pixel: height along ``up`` and whether the surface faces up (normal from the
+    depth within ``max_tilt_deg``); both (H, W)."""
+    world = _unproject(depth, K, c2w)
     dx = np.zeros_like(world)
     dy = np.zeros_like(world)
     dx[:, 1:-1] = world[:, 2:] - world[:, :-2]
@@ -144,8 +143,15 @@ def floor_truth(depth: np.ndarray, K: np.ndarray, c2w: np.ndarray, up: np.ndarra
     n = np.cross(dx, dy)
     norm = np.linalg.norm(n, axis=-1)
     facing = np.abs(n @ up) > np.cos(np.radians(max_tilt_deg)) * np.maximum(norm, 1e-12)
-    height = world @ up
-    return (depth > 0) & (norm > 0) & facing & (np.abs(height - floor_height) < tolerance)
+    return world @ up, (depth > 0) & (norm > 0) & facing
+
+
+def floor_truth(depth: np.ndarray, K: np.ndarray, c2w: np.ndarray, up: np.ndarray,
+                floor_height: float, tolerance: float = 0.05) -> np.ndarray:
+    """bool (H, W): pixels on the floor plane (height ``floor_height`` along ``up``, within
+    ``tolerance`` m) whose surface faces up."""
+    height, facing = _heights_facing_up(depth, K, c2w, up)
+    return facing & (np.abs(height - floor_height) < tolerance)
 
 
 def floor_height(pairs: Sequence[TruthPair]) -> Optional[float]:
@@ -153,10 +159,8 @@ def floor_height(pairs: Sequence[TruthPair]) -> Optional[float]:
     heights = []
     for p in pairs:
         for v in range(2):
-            cam = _unproject(p.depth[v], p.K[v])
-            world = cam @ p.c2w[v][:3, :3].T + p.c2w[v][:3, 3]
-            flat = floor_truth(p.depth[v], p.K[v], p.c2w[v], p.up, 0.0, tolerance=np.inf)
-            heights.append((world @ p.up)[flat])
+            height, facing = _heights_facing_up(p.depth[v], p.K[v], p.c2w[v], p.up)
+            heights.append(height[facing])
     h = np.concatenate(heights) if heights else np.zeros(0)
     if h.size < 500:
         return None
@@ -440,8 +444,7 @@ def _evaluate_real_split(perception, items: List[TruthPair], log) -> Dict[str, o
     for seq, ps in by_sequence.items():
         s = evaluate_source(perception, ps, log=log, floor=True)
         heights[seq] = s["floor_height"]
-        for r, p in zip(s["rows"], ps):
-            rows.append(r)
+        rows += s["rows"]
     # pooled again over the split (the per-sequence confusion is not needed: no labels)
     summary = summarise(rows)
     summary["floor_height"] = heights
