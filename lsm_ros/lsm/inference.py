@@ -51,7 +51,7 @@ def reconstruct_pairs(model, pairs: Sequence[Tuple[object, object]],
                       sensors: Optional[Sequence[Optional[PairSensors]]] = None,
                       metric: MetricSpec = MetricSpec(),
                       tracker: Optional[ScaleTracker] = None,
-                      pose_check: bool = True) -> List[Reconstruction]:
+                      pose_check: bool = True, two_view_pose: bool = True) -> List[Reconstruction]:
     """Reconstruct every (image0, image1) pair in one forward pass (batch = len(pairs)).
 
     ``sensors``: per pair, what the robot measured (:class:`~lsm.metric.PairSensors`) or
@@ -59,9 +59,15 @@ def reconstruct_pairs(model, pairs: Sequence[Tuple[object, object]],
     ``metric.scale_source`` (smoothed by ``tracker`` across calls) makes the result metric;
     with ``metric.depth_fusion == 'replace'`` and a known scale, measured depth replaces
     the predicted points before the Gaussian stage. Without sensors nothing of this runs.
-    ``pose_check``: judge each estimated pose against the two-view geometry of the images
-    (:mod:`lsm.geometry.pose_check`, 25-45 ms per 640x480 pair on 2 cores) into the result's
-    ``pose_confidence``; a pose given by sensors has confidence 1.
+    ``pose_check``: estimate the two-view geometry of the images (:mod:`lsm.geometry.pose_check`:
+    an essential matrix on SIFT and optical-flow matches, refined on all of them; 25-45 ms per
+    640x480 pair on 2 cores) and give each result a ``pose_confidence``; a pose given by
+    sensors has confidence 1. ``two_view_pose`` (with ``pose_check``): that two-view pose
+    replaces the network's (PnP on its pointmaps) when at least
+    :data:`~lsm.geometry.pose_check.MIN_ADOPT_INLIERS` matches support it -- on every test
+    source it is the better one (``docs/generalisation.md``) -- keeping the network's
+    translation length (a pair's scale). As with a pose from the sensors, the pointmaps stay
+    the network's joint prediction of both views in view 1's frame: only the camera moves.
     ``timings``, when given, is filled with seconds per stage: ``preprocess``, ``network``,
     ``cameras`` (the pose check included).
     """
@@ -106,8 +112,15 @@ def reconstruct_pairs(model, pairs: Sequence[Tuple[object, object]],
         given = None  # the sensor that gave the relative pose, if one did
         if decision is not None and decision.value is not None:
             cams, given = _known_pose(cams, sensors[i], decision.value)
-            cameras[-1] = cams
-        checks.append(_pose_confidence(pairs[i], tfs[i], cams, given, pose_check))
+        if given is not None:
+            checks.append((1.0, f"given by the sensors ({given})"))
+        elif not pose_check:
+            checks.append((float("nan"), "not checked (pose_check off)"))
+        else:
+            new, confidence, how = _two_view(pairs[i], tfs[i], cams, two_view_pose)
+            cams = new
+            checks.append((confidence, how))
+        cameras[-1] = cams
         decisions.append(decision)
         fractions = (0.0, 0.0)
         if (decision is not None and decision.value is not None
@@ -189,18 +202,34 @@ def _decide(sensors: PairSensors, images, depth, geo, i: int, cams, tfs, metric:
     return decide_scale(metric, estimates, tracker), tuple(fusion_depth)
 
 
-def _pose_confidence(images, tfs, cams, given: Optional[str], enabled: bool) -> Tuple[float, str]:
-    """(confidence, how it was judged) of view 1's pose (see lsm.geometry.pose_check)."""
-    if given is not None:
-        return 1.0, f"given by the sensors ({given})"
-    if not enabled:
-        return float("nan"), "not checked (pose_check off)"
-    from .geometry.pose_check import check_pose
+def _two_view(images, tfs, cams, adopt: bool):
+    """(cameras, confidence, how it was judged): view 1's pose checked against the images'
+    two-view geometry (lsm.geometry.pose_check) and, with ``adopt``, replaced by it when
+    enough matches support it."""
+    from .geometry.pose_check import MIN_ADOPT_INLIERS, check_pose, estimate_two_view, two_view_confidence
 
     rgb = [check_rgb(image) for image in images]
     K = [tf.intrinsics_to_original(k.double().numpy()) for tf, k in zip(tfs, cams.K)]
-    check = check_pose(rgb[0], rgb[1], K[0], K[1], cams.c2w[1].double().numpy())
-    return check.confidence, check.detail
+    network = cams.c2w[1].double().numpy()
+    geometry, why = estimate_two_view(rgb[0], rgb[1], K[0], K[1])
+    check = check_pose(rgb[0], rgb[1], K[0], K[1], network, geometry=geometry)
+    if geometry is None:
+        return cams, 0.0, why
+    if not adopt or geometry.inliers < MIN_ADOPT_INLIERS:
+        note = "" if not adopt else f" (fewer than {MIN_ADOPT_INLIERS} inliers: the network's pose is kept)"
+        return cams, check.confidence, check.detail + note
+    pose, direction = geometry.adopted(network)
+    c2w = cams.c2w.clone()
+    c2w[1] = torch.from_numpy(pose).to(c2w.dtype)
+    status = (f"{cams.status}; pose from two-view geometry ({geometry.inliers}/{geometry.matches} "
+              f"matches{'' if direction else ', direction from the network: too little parallax'})")
+    confidence = two_view_confidence(geometry, check)
+    compared = (f"the network's pose differed by {check.rotation_deg:.1f} deg in rotation, "
+                f"{check.direction_deg:.0f} deg in direction" if np.isfinite(check.direction_deg)
+                else f"the network's pose was not compared ({check.detail})")
+    how = (f"two-view pose: {geometry.inliers}/{geometry.matches} matches, parallax "
+           f"{geometry.parallax_deg:.1f} deg; {compared}")
+    return dataclasses.replace(cams, c2w=c2w, status=status), confidence, how
 
 
 def _known_pose(cams, sensors: PairSensors, scale: float):

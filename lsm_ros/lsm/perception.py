@@ -121,7 +121,7 @@ class Perception:
     def reconstruct(self, pairs: Sequence[Tuple[object, object]],
                     timings: Optional[dict] = None, sensors=None,
                     metric: MetricSpec = MetricSpec(), tracker=None,
-                    pose_check: bool = True) -> List[Reconstruction]:
+                    pose_check: bool = True, two_view_pose: bool = True) -> List[Reconstruction]:
         """One forward pass for every (image0, image1) pair; image 0 is the reference view.
 
         ``sensors``: per pair, a :class:`lsm.metric.PairSensors` (known intrinsics, aligned
@@ -129,13 +129,16 @@ class Perception:
         as ``metric`` says, smoothed over calls by ``tracker`` (a
         :class:`lsm.metric.ScaleTracker`). ``timings``, when given, gets seconds per stage
         (preprocess, network, cameras). ``pose_check``: give each result a
-        ``pose_confidence`` from the images' own two-view geometry (25-45 ms per pair).
+        ``pose_confidence`` from the images' own two-view geometry (25-45 ms per pair);
+        ``two_view_pose``: that geometry's pose replaces the network's where enough matches
+        support it (see :func:`lsm.inference.reconstruct_pairs`).
         """
         from .inference import reconstruct_pairs
 
         with self._autocast():
             return reconstruct_pairs(self.model, list(pairs), timings=timings, sensors=sensors,
-                                     metric=metric, tracker=tracker, pose_check=pose_check)
+                                     metric=metric, tracker=tracker, pose_check=pose_check,
+                                     two_view_pose=two_view_pose)
 
     # ------------------------------------------------------------------ rendering
     def render(self, rec: Reconstruction, K, c2w, width: int, height: int,

@@ -48,8 +48,9 @@ PUBLISHED: Tuple[Endpoint, ...] = (
              "is the identity)."),
     Endpoint("~/camera_pose", "lsm_ros_interfaces/msg/CameraPose",
              "View 1's camera with a confidence in [0, 1] (1 = given by sensors; else the "
-             "network's pose checked against the images' two-view geometry: low = wrong or "
-             "unverifiable), per pair, in the frame and units of ~/points."),
+             "images' two-view pose, or the network's, judged by the matches' support and "
+             "the two estimates' agreement: low = wrong or unverifiable), per pair, in the "
+             "frame and units of ~/points."),
     Endpoint("~/camera_info", "sensor_msgs/msg/CameraInfo",
              "Pinhole intrinsics used for the reference view (its CameraInfo's when given, "
              "else estimated) at its original resolution."),

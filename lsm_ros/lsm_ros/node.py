@@ -146,7 +146,7 @@ class LsmNode(LifecycleNode):
         self._worker = InferenceWorker(self._queue, self._loader, self._publisher,
                                        s.output_spec(), s.batch_size, self._worker_log,
                                        sensors=self._sensors, metric=s.metric_spec(),
-                                       pose_check=s.pose_check)
+                                       pose_check=s.pose_check, two_view_pose=s.two_view_pose)
         self._state = "configuring"
         self.get_logger().info("configuring: loading the model")
         self._worker.start()

@@ -165,6 +165,12 @@ PARAMETER_SPECS: Tuple[ParameterSpec, ...] = (
                   "Judge every estimated camera pose against the images' own two-view "
                   "geometry (SIFT and optical flow, essential matrix; 25-45 ms per pair on 2 cores): the "
                   "confidence on ~/camera_pose and in /diagnostics."),
+    ParameterSpec("two_view_pose", True, _S.PARAMETER_BOOL,
+                  "With pose_check: publish the two-view geometry's relative pose instead of "
+                  "the network's (PnP on its pointmaps) where at least 20 matches support it "
+                  "(better on every evaluated source, docs/generalisation.md); the network "
+                  "keeps the translation length. Poses from sensors (TF, odometry, a stereo "
+                  "rig) come first."),
     ParameterSpec("world_frame", "", _S.PARAMETER_STRING,
                   "Frame of the 3-D outputs, such as odom or map (REP-105); '' = the reference "
                   "camera's optical frame. Looked up in TF at the image stamp."),
@@ -290,6 +296,7 @@ class LsmSettings:
     fixed_scale: float = _default("fixed_scale")
     depth_fusion: str = _default("depth_fusion")
     pose_check: bool = _default("pose_check")
+    two_view_pose: bool = _default("two_view_pose")
     world_frame: str = _default("world_frame")
     map: bool = _default("map")
     voxel_size: float = _default("voxel_size")

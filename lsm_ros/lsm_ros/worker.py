@@ -138,13 +138,15 @@ class InferenceWorker:
     def __init__(self, queue: PairQueue, load: Callable[[], Any], sink: OutputSink,
                  spec: Any = None, batch_size: int = 1,
                  log: Callable[[str, str], None] = lambda level, text: None,
-                 sensors: Any = None, metric: Any = None, pose_check: bool = True) -> None:
+                 sensors: Any = None, metric: Any = None, pose_check: bool = True,
+                 two_view_pose: bool = True) -> None:
         self.queue = queue
         self._load, self._sink, self._log = load, sink, log
         self._spec, self._batch_size = spec, int(batch_size)
         # sensors: lsm_ros.inputs.SensorInputs (resolve(job) -> (PairSensors, world_T_ref))
         # or None; metric: lsm.specs.MetricSpec; the scale tracker lives as long as the worker
         self._sensors, self._metric, self._pose_check = sensors, metric, bool(pose_check)
+        self._two_view_pose = bool(two_view_pose)
         self.tracker = None
         self.last_reconstruction: Any = None  # for diagnostics: scale, focal, frame
         self.map_fusion: Any = None  # lsm.mapping.MapFusion, or None: no map
@@ -226,7 +228,8 @@ class InferenceWorker:
         perception, spec = self.perception, self._spec
         if self._sensors is None:
             recs = perception.reconstruct([tuple(j.images) for j in jobs],
-                                          pose_check=self._pose_check)
+                                          pose_check=self._pose_check,
+                                          two_view_pose=self._two_view_pose)
         else:
             from lsm.metric import ScaleTracker
 
@@ -235,7 +238,8 @@ class InferenceWorker:
             resolved = self._resolve(jobs)
             recs = perception.reconstruct([tuple(j.images) for j in jobs],
                                           sensors=[r[0] for r in resolved], metric=self._metric,
-                                          tracker=self.tracker, pose_check=self._pose_check)
+                                          tracker=self.tracker, pose_check=self._pose_check,
+                                          two_view_pose=self._two_view_pose)
             recs = [self._in_world(rec, world) for rec, (_, world) in zip(recs, resolved)]
         self.last_reconstruction = recs[-1]
         for job, rec in zip(jobs, recs):
