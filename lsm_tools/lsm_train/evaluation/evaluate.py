@@ -159,6 +159,8 @@ def main(argv=None) -> int:
     p.add_argument("--pairs", type=int, default=12, help="--suite: pairs per synthetic source")
     p.add_argument("--real-data", action="append", default=[],
                    help="--suite: an extra ScanNet-style RGB-D folder (evaluation only; repeatable)")
+    p.add_argument("--network-pose", action="store_true",
+                   help="--suite: keep the network's poses (node parameter two_view_pose false)")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -213,9 +215,12 @@ def suite_main(a) -> int:
     from .generalisation import report, run_suite
 
     perception = Perception.load(WeightSources(checkpoint=a.checkpoint))
-    summaries = run_suite(perception, pairs=a.pairs, real_data=a.real_data, log=log_to_stderr)
+    summaries = run_suite(perception, pairs=a.pairs, real_data=a.real_data, log=log_to_stderr,
+                          two_view_pose=not a.network_pose)
+    poses = "the network's poses" if a.network_pose else "two-view poses where supported"
     text = (f"model: {a.checkpoint or 'embedded tiny'}; every pair through lsm.Perception as "
-            "the node runs it; medians over pairs, baselines in brackets\n\n" + report(summaries))
+            f"the node runs it ({poses}); medians over pairs, baselines in brackets\n\n"
+            + report(summaries))
     print_and_save(summaries, text, Path(a.out), "suite.json")
     return 0
 

@@ -31,7 +31,7 @@ Figures per source (medians over pairs unless said otherwise):
 
 Usage::
 
-    lsm-eval --suite [--real-data DIR] [--pairs 12] [--checkpoint F] [--out DIR]
+    lsm-eval --suite [--real-data DIR] [--pairs 12] [--checkpoint F] [--network-pose] [--out DIR]
 """
 from __future__ import annotations
 
@@ -205,17 +205,20 @@ def _carry_labels(p: TruthPair, pred0: np.ndarray, pred1: np.ndarray):
     return src[visible], pred1[v, u][visible]
 
 
-def pose_rows(perception, pairs: Sequence[TruthPair]) -> List[Dict[str, float]]:
-    """Only the pose figures of each pair (direction and rotation errors, the published pose
-    confidence): what the confidence's AUC needs, without label maps."""
-    from lsm.geometry.pose_metrics import relative_pose_errors
+def pose_rows(perception, pairs: Sequence[TruthPair], two_view_pose: bool = True) -> List[Dict[str, float]]:
+    """Only the pose figures of each pair (direction and rotation errors, the identity's
+    rotation error, the published pose confidence): what the confidence's AUC needs,
+    without label maps."""
+    from lsm.geometry.pose_metrics import relative_pose_errors, rotation_angle_deg
 
     rows = []
     for p in pairs:
-        rec = perception.reconstruct([(p.images[0], p.images[1])])[0]
+        rec = perception.reconstruct([(p.images[0], p.images[1])], two_view_pose=two_view_pose)[0]
         c2w = rec.c2w.double().numpy()
-        r, d = relative_pose_errors(np.linalg.inv(c2w[0]) @ c2w[1], np.linalg.inv(p.c2w[0]) @ p.c2w[1])
+        truth = np.linalg.inv(p.c2w[0]) @ p.c2w[1]
+        r, d = relative_pose_errors(np.linalg.inv(c2w[0]) @ c2w[1], truth)
         rows.append({"rotation_deg": float(r), "direction_deg": float(d),
+                     "identity_rotation_deg": float(rotation_angle_deg(np.eye(3), truth[:3, :3])),
                      "pose_confidence": float(rec.pose_confidence), "pose_check": rec.pose_check})
     return rows
 
@@ -227,7 +230,7 @@ def split_pairs(split: str) -> List[TruthPair]:
 
 
 def evaluate_pair(perception, p: TruthPair, labels: Sequence[str] = CLASS_NAMES,
-                  floor_z: Optional[float] = None) -> Dict[str, float]:
+                  floor_z: Optional[float] = None, two_view_pose: bool = True) -> Dict[str, float]:
     """Every figure of one pair (see the module docstring)."""
     import torch
 
@@ -235,7 +238,7 @@ def evaluate_pair(perception, p: TruthPair, labels: Sequence[str] = CLASS_NAMES,
 
     from .metrics import confusion_matrix, depth_scores
 
-    rec = perception.reconstruct([(p.images[0], p.images[1])])[0]
+    rec = perception.reconstruct([(p.images[0], p.images[1])], two_view_pose=two_view_pose)[0]
     row: Dict[str, float] = {}
     # depth of both views in their own cameras, at the model's pixels
     pts = rec.pointmaps.double().numpy()
@@ -325,13 +328,14 @@ def summarise(rows: List[Dict[str, float]]) -> Dict[str, object]:
     return s
 
 
-def evaluate_source(perception, pairs: List[TruthPair], log=print, floor: bool = False) -> Dict[str, object]:
+def evaluate_source(perception, pairs: List[TruthPair], log=print, floor: bool = False,
+                    two_view_pose: bool = True) -> Dict[str, object]:
     floor_z = floor_height(pairs) if floor else None
     if floor and floor_z is None:
         log("no floor plane found in this sequence: floor IoU not computed")
     rows = []
     for k, p in enumerate(pairs):
-        row = evaluate_pair(perception, p, floor_z=floor_z)
+        row = evaluate_pair(perception, p, floor_z=floor_z, two_view_pose=two_view_pose)
         rows.append(row)
         log(f"{p.name}: AbsRel {row['abs_rel']:.3f} (constant {row['constant_abs_rel']:.3f}), "
             f"rotation {row['rotation_deg']:.1f} deg (identity {row['identity_rotation_deg']:.1f}), "
@@ -412,8 +416,9 @@ INDEPENDENT_SEEDS = range(0, 12)
 
 
 def run_suite(perception, pairs: int = 12, real_data: Sequence[str] = (), log=print,
-              size: int = 128) -> Dict[str, Dict[str, object]]:
-    """Every source's summary, in report order (see the module docstring)."""
+              size: int = 128, two_view_pose: bool = True) -> Dict[str, Dict[str, object]]:
+    """Every source's summary, in report order (see the module docstring);
+    ``two_view_pose=False``: the network's own poses (PnP on its pointmaps) throughout."""
     sources: Dict[str, List[TruthPair]] = {}
     floor = {}
     sources["procedural (in domain)"] = synthetic_pairs("procedural", list(IN_DOMAIN_SEEDS)[:pairs], size)
@@ -429,20 +434,20 @@ def run_suite(perception, pairs: int = 12, real_data: Sequence[str] = (), log=pr
     for name, items in sources.items():
         log(f"== {name}: {len(items)} pairs")
         if floor.get(name):  # one floor height per sequence, not per split
-            out[name] = _evaluate_real_split(perception, items, log)
+            out[name] = _evaluate_real_split(perception, items, log, two_view_pose)
         else:
-            out[name] = evaluate_source(perception, items, log=log)
+            out[name] = evaluate_source(perception, items, log=log, two_view_pose=two_view_pose)
     return out
 
 
-def _evaluate_real_split(perception, items: List[TruthPair], log) -> Dict[str, object]:
+def _evaluate_real_split(perception, items: List[TruthPair], log, two_view_pose: bool = True) -> Dict[str, object]:
     by_sequence: Dict[str, List[TruthPair]] = {}
     for p in items:
         by_sequence.setdefault(p.name.split(":")[0], []).append(p)
     rows: List[Dict[str, float]] = []
     heights = {}
     for seq, ps in by_sequence.items():
-        s = evaluate_source(perception, ps, log=log, floor=True)
+        s = evaluate_source(perception, ps, log=log, floor=True, two_view_pose=two_view_pose)
         heights[seq] = s["floor_height"]
         rows += s["rows"]
     # pooled again over the split (the per-sequence confusion is not needed: no labels)
