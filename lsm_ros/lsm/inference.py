@@ -60,7 +60,7 @@ def reconstruct_pairs(model, pairs: Sequence[Tuple[object, object]],
     with ``metric.depth_fusion == 'replace'`` and a known scale, measured depth replaces
     the predicted points before the Gaussian stage. Without sensors nothing of this runs.
     ``pose_check``: estimate the two-view geometry of the images (:mod:`lsm.geometry.pose_check`:
-    an essential matrix on SIFT and optical-flow matches, refined on all of them; 25-45 ms per
+    an essential matrix on SIFT and optical-flow matches, refined on all of them; about 50 ms per
     640x480 pair on 2 cores) and give each result a ``pose_confidence``; a pose given by
     sensors has confidence 1. ``two_view_pose`` (with ``pose_check``): that two-view pose
     replaces the network's (PnP on its pointmaps) when at least

@@ -129,7 +129,7 @@ class Perception:
         as ``metric`` says, smoothed over calls by ``tracker`` (a
         :class:`lsm.metric.ScaleTracker`). ``timings``, when given, gets seconds per stage
         (preprocess, network, cameras). ``pose_check``: give each result a
-        ``pose_confidence`` from the images' own two-view geometry (25-45 ms per pair);
+        ``pose_confidence`` from the images' own two-view geometry (about 50 ms per 640x480 pair);
         ``two_view_pose``: that geometry's pose replaces the network's where enough matches
         support it (see :func:`lsm.inference.reconstruct_pairs`).
         """

@@ -163,8 +163,9 @@ PARAMETER_SPECS: Tuple[ParameterSpec, ...] = (
                   choices=DEPTH_FUSION),
     ParameterSpec("pose_check", True, _S.PARAMETER_BOOL,
                   "Judge every estimated camera pose against the images' own two-view "
-                  "geometry (SIFT and optical flow, essential matrix; 25-45 ms per pair on 2 cores): the "
-                  "confidence on ~/camera_pose and in /diagnostics."),
+                  "geometry (SIFT and optical flow, essential matrix, refinement; about 50 ms "
+                  "per 640x480 pair on 2 cores): the confidence on ~/camera_pose and in "
+                  "/diagnostics."),
     ParameterSpec("two_view_pose", True, _S.PARAMETER_BOOL,
                   "With pose_check: publish the two-view geometry's relative pose instead of "
                   "the network's (PnP on its pointmaps) where at least 20 matches support it "
