@@ -69,7 +69,7 @@ def reconstruct_pairs(model, pairs: Sequence[Tuple[object, object]],
     translation length (a pair's scale). As with a pose from the sensors, the pointmaps stay
     the network's joint prediction of both views in view 1's frame: only the camera moves.
     ``timings``, when given, is filled with seconds per stage: ``preprocess``, ``network``,
-    ``cameras`` (the pose check included).
+    ``cameras`` (focal, PnP, sensors) and ``pose`` (the two-view geometry and confidence).
     """
     if len(pairs) == 0:
         raise ValueError("no image pairs given")
@@ -97,6 +97,7 @@ def reconstruct_pairs(model, pairs: Sequence[Tuple[object, object]],
     B = len(pairs)
     points = torch.stack([geo.pts1, geo.pts2], dim=1).detach()  # (B, 2, S, S, 3)
     cameras, decisions, fused, checks = [], [], [], []
+    pose_seconds = 0.0  # the two-view geometry, within the camera stage
     sw = geo.swapped
     for i in range(B):
         K_known, depth = model_sensors[i]
@@ -117,8 +118,9 @@ def reconstruct_pairs(model, pairs: Sequence[Tuple[object, object]],
         elif not pose_check:
             checks.append((float("nan"), "not checked (pose_check off)"))
         else:
-            new, confidence, how = _two_view(pairs[i], tfs[i], cams, two_view_pose)
-            cams = new
+            tp = time.perf_counter()
+            cams, confidence, how = _two_view(pairs[i], tfs[i], cams, two_view_pose)
+            pose_seconds += time.perf_counter() - tp
             checks.append((confidence, how))
         cameras[-1] = cams
         decisions.append(decision)
@@ -157,7 +159,8 @@ def reconstruct_pairs(model, pairs: Sequence[Tuple[object, object]],
         recs.append(rec)
     t4 = time.perf_counter()
     if timings is not None:  # the Gaussian stage belongs to the network's time
-        timings.update(preprocess=t1 - t0, network=(t2 - t1) + (t4 - t3), cameras=t3 - t2)
+        timings.update(preprocess=t1 - t0, network=(t2 - t1) + (t4 - t3),
+                       cameras=t3 - t2 - pose_seconds, pose=pose_seconds)
     return recs
 
 

@@ -55,13 +55,14 @@ STAGES = [  # (key, label) in pipeline order
     ("gaussian_head", "Gaussian head"),
     ("network_other", "network glue (tokens, normalisation)"),
     ("cameras", "camera recovery (focal + PnP)"),
+    ("pose", "two-view pose + confidence (SIFT, optical flow, essential matrix)"),
     ("rendering", "rendering (view 0: colour, depth, features)"),
     ("labels", "labels (per Gaussian + view-0 label map)"),
     ("messages", "output arrays + message building"),
     ("publishing", "publishing"),
 ]
 MODEL_STAGES = ("preprocess", "encoder", "decoder", "heads", "semantic", "point_aggregation",
-                "gaussian_head", "network_other", "cameras")
+                "gaussian_head", "network_other", "cameras", "pose")
 NODE_STAGES = ("image_conversion", "messages", "publishing")
 from lsm.specs import DEFAULT_LABELS  # noqa: E402  (the node's default vocabulary)
 
@@ -266,6 +267,7 @@ def measure_stages(perception, pairs, device: torch.device, repeats: int,
             _sync(device)
             t["preprocess"] = timings["preprocess"]
             t["cameras"] = timings["cameras"]
+            t["pose"] = timings["pose"]
             inner = sum(t.get(k, 0.0) for k in ("encoder", "decoder", "heads", "semantic",
                                                 "point_aggregation", "gaussian_head"))
             t["network_other"] = max(0.0, timings["network"] - inner)
