@@ -9,8 +9,8 @@ essential matrix fitted to them (USAC), refined on all matches (Gauss-Newton on 
 residuals, Cauchy weights): :func:`estimate_two_view` -> :class:`TwoViewGeometry`.
 
 Measured with the embedded weights (``lsm-eval --suite``, ``docs/generalisation.md``), that
-pose is better than the network's on every source: rotation error 1.1 vs 2.8 deg in domain,
-2.2 vs 7.0 deg on the real held-out pairs (identity 6.3), direction 27 vs 76 deg there. So
+pose is better than the network's on every source: rotation error 1.2 vs 2.8 deg in domain,
+2.5 vs 7.0 deg on the real held-out pairs (identity 6.3), direction 41 vs 76 deg there. So
 :func:`lsm.inference.reconstruct_pairs` publishes it (rotation; direction when the parallax
 allows; the network's translation length, as a pair has no scale) with
 :func:`two_view_confidence`, and keeps the network's pose only when too few matches support
