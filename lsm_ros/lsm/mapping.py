@@ -363,9 +363,12 @@ class MapFusion:
     A metric reconstruction already in a world frame (TF at its stamp) goes in as it is.
     Without TF, in mono mode, consecutive keyframe pairs are chained: a pair's second view
     is the previous pair's reference, so its pose ``c2w[1]`` links the two and the chain
-    starts at the first keyframe (frame :data:`CHAIN_FRAME`). Anything else (model units,
-    another frame than the map's, pairs that cannot chain) is not fused, and
-    :attr:`note` says why.
+    starts at the first keyframe (frame :data:`CHAIN_FRAME`). A pair that does not continue
+    the chain (its partner keyframe's pair was dropped, or time jumped) cannot be placed in
+    the chain's map: the chain restarts at it and the map is cleared (:attr:`restarts`
+    counts it) rather than mixing two origins in one frame. Anything else (model units,
+    another frame than the map's) is not fused, and :attr:`note` says why; the note also
+    gives the lowest pose confidence among the chain's links.
     """
 
     CHAIN_FRAME = "lsm_map"
@@ -376,11 +379,14 @@ class MapFusion:
         self.note = "nothing fused yet"
         self.fused = 0
         self.last_c2w: Optional[np.ndarray] = None  # (2, 4, 4) cameras of the last fused pair
+        self.restarts = 0  # chains broken and restarted (the map cleared each time)
+        self._weakest_link: Optional[Tuple[float, float]] = None  # (pose confidence, stamp)
 
     def add(self, rec, points_of, stamps: Tuple[float, float]) -> bool:
         """Fuse ``rec`` (an lsm.results.Reconstruction) seen at ``stamps`` (view 0, view 1);
         ``points_of(rec)`` -> (points, colours, features, confidences) (Perception.map_points).
         Returns whether it was fused."""
+        restarted = ""
         if not rec.metric:
             self.note = "not fused: model units (the map needs a metric scale)"
             return False
@@ -389,8 +395,21 @@ class MapFusion:
         elif self.chain:
             frame = self.CHAIN_FRAME
             link = self._previous is not None and abs(self._previous[0] - stamps[1]) < 1e-6
-            map_T_ref = (self._previous[1] @ np.linalg.inv(rec.c2w[1].double().numpy())
-                         if link else np.eye(4))
+            if link:
+                map_T_ref = self._previous[1] @ np.linalg.inv(rec.c2w[1].double().numpy())
+                confidence = float(rec.pose_confidence)
+                if np.isfinite(confidence) and (self._weakest_link is None
+                                                or confidence < self._weakest_link[0]):
+                    self._weakest_link = (confidence, stamps[0])
+            else:
+                map_T_ref = np.eye(4)
+                self._weakest_link = None
+                if self._previous is not None and len(self.map) and self.map.frame == frame:
+                    self.map.clear()
+                    self.restarts += 1
+                    restarted = (f"; the chain broke at stamp {stamps[0]:.3f} (its partner "
+                                 f"{stamps[1]:.3f} was never placed) and restarted, map cleared "
+                                 f"({self.restarts} restart(s))")
             self._previous = (stamps[0], map_T_ref)
             rec = rec.transformed(map_T_ref, frame)
         else:
@@ -410,6 +429,14 @@ class MapFusion:
                 self.map.clear_free_space(self.last_c2w[v, :3, 3],
                                           points[v * per_view:(v + 1) * per_view], stamps[0])
         self.fused += 1
-        self.note = (f"fused {self.fused} reconstruction(s) in {frame!r}"
-                     + (" (own chained poses: no TF)" if frame == self.CHAIN_FRAME else " (TF)"))
+        note = f"fused {self.fused} reconstruction(s) in {frame!r}"
+        if frame == self.CHAIN_FRAME:
+            note += " (own chained poses: no TF)"
+            if self._weakest_link is not None:
+                note += (f"; lowest pose confidence among the chain's links "
+                         f"{self._weakest_link[0]:.2f} (stamp {self._weakest_link[1]:.3f})")
+            note += restarted
+        else:
+            note += " (TF)"
+        self.note = note
         return True

@@ -118,9 +118,16 @@ def test_mono_keyframes_chain_into_one_frame_without_tf(perception):
     assert fusion.add(_pair(perception, 1), perception.map_points, (2.0, 1.0))
     np.testing.assert_allclose(fusion.last_c2w[1], first_view0, atol=1e-5)
     assert fusion.map.frame == MapFusion.CHAIN_FRAME and "own chained poses" in fusion.note
-    # a pair that does not continue the chain starts over at the identity
+    assert "lowest pose confidence among the chain's links" in fusion.note and fusion.restarts == 0
+    # a pair that does not continue the chain (its partner's pair was dropped) cannot be
+    # placed in this chain: the chain starts over at the identity in a cleared map
+    before = len(fusion.map)
     assert fusion.add(_pair(perception, 2), perception.map_points, (9.0, 8.0))
     np.testing.assert_allclose(fusion.last_c2w[0], np.eye(4), atol=1e-9)
+    assert fusion.restarts == 1 and "the chain broke at stamp 9.000" in fusion.note
+    alone = MapFusion(VoxelMap(0.05, 100000, perception.model.config.semantic.feature_dim), chain=True)
+    alone.add(_pair(perception, 2), perception.map_points, (9.0, 8.0))
+    assert 0 < len(fusion.map) == len(alone.map) < before + len(alone.map)
 
 
 def test_what_cannot_be_placed_is_not_fused_and_the_note_says_why(perception):
