@@ -142,7 +142,8 @@ class LsmNode(LifecycleNode):
             self._keyframer = MonoKeyframer(s.keyframe_interval, s.keyframe_min_seconds,
                                             s.keyframe_min_translation)
             self._keyframe_position = None
-        self._queue = PairQueue(s.pending_pairs)
+        # mono: a dropped keyframe pair's successor takes its partner, so the chain holds
+        self._queue = PairQueue(s.pending_pairs, relink_chain=s.mode == "mono")
         self._worker = InferenceWorker(self._queue, self._loader, self._publisher,
                                        s.output_spec(), s.batch_size, self._worker_log,
                                        sensors=self._sensors, metric=s.metric_spec(),
@@ -530,6 +531,7 @@ class LsmNode(LifecycleNode):
             "queue depth": len(q),
             "queue size": q.maxsize,
             "queue drops": q.dropped,
+            "queue drops relinked (mono chain)": q.relinked,
             "inputs dropped (malformed)": self._problems.total,
             "inference failures": w.failures,
             "camera recovery": out.last_camera_status,

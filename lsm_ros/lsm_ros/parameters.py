@@ -222,7 +222,9 @@ PARAMETER_SPECS: Tuple[ParameterSpec, ...] = (
     ParameterSpec("pending_pairs", 1, _S.PARAMETER_INTEGER,
                   "Most pairs waiting for inference; a newer pair replaces the oldest, counted "
                   "in /diagnostics (queue drops). 1 = always the newest pair: answers are at "
-                  "most about one pair time old. Larger values process a backlog (bags).",
+                  "most about one pair time old. Larger values process a backlog (bags). "
+                  "Mono mode: the pair that continued a dropped one takes its partner "
+                  "keyframe, so the keyframe chain (and the map without TF) stays unbroken.",
                   int_range=(1, 1000)),
     ParameterSpec("query_queue_size", 100, _S.PARAMETER_INTEGER,
                   "Most /lsm/query requests waiting for an answer. "

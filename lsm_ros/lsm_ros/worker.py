@@ -9,6 +9,7 @@ the OLDEST pair is dropped (a robot wants the newest view); drops are counted.
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import traceback
@@ -35,17 +36,26 @@ class PairJob:
 
 
 class PairQueue:
-    """Thread-safe bounded FIFO that drops its oldest entry when full."""
+    """Thread-safe bounded FIFO that drops its oldest entry when full.
 
-    def __init__(self, maxsize: int) -> None:
+    ``relink_chain`` (mono mode, :class:`PairJob` items): keyframe pairs form a chain, each
+    pair's second view being the previous pair's first. When a pair (k, j) is dropped, the
+    waiting pair that continued it, (l, k), becomes (l, j), so the chain of what is actually
+    reconstructed stays unbroken (a baseline of two keyframe steps); :attr:`relinked` counts
+    these.
+    """
+
+    def __init__(self, maxsize: int, relink_chain: bool = False) -> None:
         if maxsize < 1:
             raise ValueError(f"maxsize must be >= 1, got {maxsize}")
         self._items: Deque[Any] = deque()
         self._maxsize = int(maxsize)
+        self._relink = bool(relink_chain)
         self._cond = threading.Condition()
         self._closed = False
         self.put_count = 0
         self.dropped = 0
+        self.relinked = 0
 
     @property
     def maxsize(self) -> int:
@@ -58,15 +68,29 @@ class PairQueue:
     def put(self, item: Any) -> int:
         """Append ``item``; returns how many old items were dropped to make room (0 or 1)."""
         with self._cond:
-            dropped = 0
+            gone = []
             while len(self._items) >= self._maxsize:
-                self._items.popleft()
-                dropped += 1
+                gone.append(self._items.popleft())
             self._items.append(item)
+            if self._relink:
+                for old in gone:
+                    self._relink_successor(old)
             self.put_count += 1
-            self.dropped += dropped
+            self.dropped += len(gone)
             self._cond.notify()
-            return dropped
+            return len(gone)
+
+    def _relink_successor(self, dropped: "PairJob") -> None:
+        """The waiting pair whose second view is ``dropped``'s first takes ``dropped``'s
+        second view instead (see the class docstring)."""
+        for i, job in enumerate(self._items):
+            if job.stamps[1] == dropped.stamps[0] and job is not dropped:
+                self._items[i] = dataclasses.replace(
+                    job, images=(job.images[0], dropped.images[1]),
+                    headers=(job.headers[0], dropped.headers[1]),
+                    stamps=(job.stamps[0], dropped.stamps[1]))
+                self.relinked += 1
+                return
 
     def get_batch(self, max_items: int, timeout: Optional[float] = None) -> List[Any]:
         """Up to ``max_items`` oldest items; waits up to ``timeout`` s for the first one.

@@ -17,6 +17,33 @@ def test_queue_drops_oldest_and_counts():
     assert q.get_batch(10, timeout=0) == [2, 3, 4]  # newest kept, in order
 
 
+def _job(view0, view1):
+    """A mono keyframe pair: images and headers carry the frame numbers, stamps = frames."""
+    return PairJob(images=(f"image {view0}", f"image {view1}"), headers=(view0, view1),
+                   stamps=(float(view0), float(view1)))
+
+
+def test_mono_queue_relinks_the_successor_of_a_dropped_keyframe_pair():
+    q = PairQueue(1, relink_chain=True)
+    q.put(_job(1, 0))
+    assert q.get_batch(1, timeout=0)[0].stamps == (1.0, 0.0)  # reconstructed: 1 is placed
+    q.put(_job(2, 1))
+    assert q.put(_job(3, 2)) == 1  # (2, 1) dropped: (3, 2) could never be placed ...
+    (job,) = q.get_batch(1, timeout=0)
+    assert job.stamps == (3.0, 1.0) and job.images == ("image 3", "image 1")  # ... so (3, 1)
+    assert job.headers == (3, 1) and (q.dropped, q.relinked) == (1, 1)
+    # a longer queue: the dropped pair's successor waits behind it
+    q = PairQueue(2, relink_chain=True)
+    for k in (1, 2, 3):
+        q.put(_job(k, k - 1))
+    assert [j.stamps for j in q.get_batch(5, timeout=0)] == [(2.0, 0.0), (3.0, 2.0)]
+    # pair mode (no relinking): the dropped pair is simply gone
+    q = PairQueue(1)
+    q.put(_job(2, 1))
+    q.put(_job(3, 2))
+    assert q.get_batch(1, timeout=0)[0].stamps == (3.0, 2.0) and q.relinked == 0
+
+
 def test_get_batch_limits_size_and_times_out_empty():
     q = PairQueue(10)
     for i in range(5):
