@@ -215,9 +215,9 @@ def _two_view(images, tfs, cams, adopt: bool):
     K = [tf.intrinsics_to_original(k.double().numpy()) for tf, k in zip(tfs, cams.K)]
     network = cams.c2w[1].double().numpy()
     geometry, why = estimate_two_view(rgb[0], rgb[1], K[0], K[1])
-    check = check_pose(rgb[0], rgb[1], K[0], K[1], network, geometry=geometry)
     if geometry is None:
         return cams, 0.0, why
+    check = check_pose(rgb[0], rgb[1], K[0], K[1], network, geometry=geometry)
     if not adopt or geometry.inliers < MIN_ADOPT_INLIERS:
         note = "" if not adopt else f" (fewer than {MIN_ADOPT_INLIERS} inliers: the network's pose is kept)"
         return cams, check.confidence, check.detail + note

@@ -84,7 +84,7 @@ class PairQueue:
         """The waiting pair whose second view is ``dropped``'s first takes ``dropped``'s
         second view instead (see the class docstring)."""
         for i, job in enumerate(self._items):
-            if job.stamps[1] == dropped.stamps[0] and job is not dropped:
+            if job.stamps[1] == dropped.stamps[0]:
                 self._items[i] = dataclasses.replace(
                     job, images=(job.images[0], dropped.images[1]),
                     headers=(job.headers[0], dropped.headers[1]),

@@ -99,12 +99,24 @@ def flow_matches(image0: np.ndarray, image1: np.ndarray, step: int = 8, max_erro
     return p0, p1
 
 
+def skew(t: np.ndarray) -> np.ndarray:
+    """The cross-product matrix [t]x of a 3-vector: ``skew(t) @ v == np.cross(t, v)``."""
+    return np.array([[0.0, -t[2], t[1]], [t[2], 0.0, -t[0]], [-t[1], t[0], 0.0]])
+
+
+def sampson_residuals(F: np.ndarray, x0: np.ndarray, x1: np.ndarray) -> np.ndarray:
+    """Signed Sampson distances of homogeneous matches x0, x1 (N, 3) under the fundamental
+    matrix F (x1^T F x0 = 0), in the units of the coordinates (pixels, or normalised
+    coordinates for an essential matrix)."""
+    Fx0, Ftx1 = x0 @ F.T, x1 @ F
+    return np.sum(x1 * Fx0, 1) / np.sqrt(Fx0[:, 0] ** 2 + Fx0[:, 1] ** 2 + Ftx1[:, 0] ** 2
+                                         + Ftx1[:, 1] ** 2 + 1e-12)
+
+
 def sampson_px2(F: np.ndarray, x0: np.ndarray, x1: np.ndarray) -> np.ndarray:
     """Squared Sampson distance (pixels^2) of homogeneous matches x0, x1 (N, 3) under the
     fundamental matrix F (x1^T F x0 = 0)."""
-    Fx0, Ftx1 = x0 @ F.T, x1 @ F
-    return np.sum(x1 * Fx0, 1) ** 2 / (Fx0[:, 0] ** 2 + Fx0[:, 1] ** 2 + Ftx1[:, 0] ** 2
-                                       + Ftx1[:, 1] ** 2 + 1e-12)
+    return sampson_residuals(F, x0, x1) ** 2
 
 
 def triangulated_depth(image0: np.ndarray, image1: np.ndarray, K0: np.ndarray, K1: np.ndarray,
@@ -121,8 +133,7 @@ def triangulated_depth(image0: np.ndarray, image1: np.ndarray, K0: np.ndarray, K
         return empty
     T10 = np.linalg.inv(np.asarray(pose1, np.float64))  # camera 0 coordinates -> camera 1
     R, t = T10[:3, :3], T10[:3, 3]
-    tx = np.array([[0, -t[2], t[1]], [t[2], 0, -t[0]], [-t[1], t[0], 0]])
-    F = np.linalg.inv(K1).T @ tx @ R @ np.linalg.inv(K0)
+    F = np.linalg.inv(K1).T @ skew(t) @ R @ np.linalg.inv(K0)
     x0, x1 = np.c_[p0, np.ones(len(p0))], np.c_[p1, np.ones(len(p1))]
     keep = sampson_px2(F, x0, x1) < max_epipolar_px ** 2
     if not keep.any():
