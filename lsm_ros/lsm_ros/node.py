@@ -64,7 +64,7 @@ from lsm_ros.parameters import (
     declare_parameters,
     read_settings,
 )
-from lsm_ros.publishing import LatestReconstruction, OutputPublisher
+from lsm_ros.publishing import LatestReconstruction, OutputPublisher, unless_stopping
 from lsm_ros.worker import InferenceWorker, PairJob, PairQueue, perception_loader
 
 NODE_NAME = "lsm_node"
@@ -591,9 +591,11 @@ class LsmNode(LifecycleNode):
         else:
             level, message = "ok", "running"
         self._last_diag_drops = drops
-        self._pub_diagnostics.publish(diagnostic_array(
-            self.get_clock().now().to_msg(), f"{self.get_fully_qualified_name()}: reconstruction",
-            level, message, str(values["device"]), values))
+        with unless_stopping(self):
+            self._pub_diagnostics.publish(diagnostic_array(
+                self.get_clock().now().to_msg(),
+                f"{self.get_fully_qualified_name()}: reconstruction",
+                level, message, str(values["device"]), values))
 
     def _pairing_problem(self, window: float = 2.0) -> Optional[str]:
         """Pair mode: why images arrive but no pair formed in the last ``window`` s, or None."""
@@ -684,6 +686,7 @@ def main_lifecycle(args: Optional[List[str]] = None) -> int:
 
 
 def _run(args: Optional[List[str]], autostart: bool) -> int:
+    _quiet_stop_signals()
     try:
         rclpy.init(args=args)
     except Exception as exc:  # e.g. a missing or malformed --params-file
@@ -711,8 +714,13 @@ def _run(args: Optional[List[str]], autostart: bool) -> int:
                     node.trigger_activate()
 
             starter = node.create_timer(0.0, start)
-        while rclpy.ok() and node.lifecycle_state != "finalized":
-            executor.spin_once(timeout_sec=0.2)
+        while rclpy.ok() and not _STOP and node.lifecycle_state != "finalized":
+            try:
+                executor.spin_once(timeout_sec=0.2)
+            except Exception:  # a callback that raced the shutdown: stop as asked
+                if rclpy.ok() and not _STOP:
+                    raise
+                break
             if autostart and node.model_error() is not None:
                 print(f"lsm_node: cannot start: the model could not be loaded: "
                       f"{node.model_error()}", file=sys.stderr)
@@ -720,15 +728,15 @@ def _run(args: Optional[List[str]], autostart: bool) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        # We are stopping: further SIGINT/SIGTERM (ros2 launch forwards a second SIGINT on
-        # Ctrl-C, then SIGTERM) must not raise KeyboardInterrupt inside the teardown below.
-        _ignore_stop_signals()
         if executor is not None:  # join its callback threads before the node goes away
             executor.shutdown(timeout_sec=5.0)
         if node is not None:
             node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
+        # Python puts SIG_DFL back for its own handlers when the interpreter finalises: a
+        # late SIGINT (the one ros2 launch forwards) would then kill us with status -2.
+        _quiet_stop_signals(ignore=True)
         if node is not None and node.inference_thread_alive():
             # The model load or a forward pass (seconds for the paper model on a CPU) could
             # not be interrupted within the join timeout: finalising the interpreter under
@@ -740,12 +748,32 @@ def _run(args: Optional[List[str]], autostart: bool) -> int:
     return 0
 
 
-def _ignore_stop_signals() -> None:
+_STOP: List[int] = []  # stop signals received by this process (see _quiet_stop_signals)
+
+
+def _quiet_stop_signals(ignore: bool = False) -> None:
+    """Make SIGINT and SIGTERM stop the node only through rclpy, never as KeyboardInterrupt.
+
+    rclpy.init installs its own handlers (which shut the context down, ending the spin
+    loop) and hands signals on to the ones it found; shutting down puts those back. Ctrl-C
+    at a terminal sends SIGINT to the whole process group and ros2 launch forwards another
+    one at once: with Python's default handler that second signal raised KeyboardInterrupt
+    at whatever line the teardown had reached (a traceback and exit -2, seen in CI). These
+    only note the request (`_STOP`), which also covers a signal that arrives before
+    rclpy.init has installed its handlers. Must run before rclpy.init. ``ignore``: ignore
+    them from now on (for the end of the teardown).
+    """
     import signal
+
+    def stopping(signum, frame) -> None:
+        del frame
+        _STOP.append(signum)
+
+    _STOP.clear()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
-            signal.signal(sig, signal.SIG_IGN)
+            signal.signal(sig, signal.SIG_IGN if ignore else stopping)
         except (ValueError, OSError):  # not the main thread (embedded use)
             pass
 

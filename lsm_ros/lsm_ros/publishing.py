@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Collection, Optional, Sequence, Tuple
+from typing import Any, Collection, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -21,6 +22,17 @@ from lsm.results import ObjectBox, box_of, class_boxes
 from lsm.specs import IMAGE_OUTPUTS
 from lsm_ros import messages
 from lsm_ros.interfaces import endpoint
+
+
+@contextmanager
+def unless_stopping(node) -> Iterator[None]:
+    """Publish from a timer or the worker while Ctrl-C may be shutting the context down: a
+    publisher whose context is gone raises; that is dropped, every other error raises."""
+    try:
+        yield
+    except Exception:
+        if node.context.ok():
+            raise
 
 DEFAULT_OPTICAL_FRAME = "camera_optical_frame"
 
@@ -183,9 +195,10 @@ class OutputPublisher:
 
         header = Header(stamp=stamp, frame_id=frame)
         colors = np.clip(np.round(data["color"]), 0, 255).astype(np.uint8)
-        self._map.publish(messages.make_pointcloud(
-            data["position"], colors=colors, labels=np.asarray(labels, np.int64),
-            confidence=data["weight"], header=header))
+        with unless_stopping(self._node):
+            self._map.publish(messages.make_pointcloud(
+                data["position"], colors=colors, labels=np.asarray(labels, np.int64),
+                confidence=data["weight"], header=header))
 
     def publish_map_answer(self, instances, header) -> None:
         """The instances of a map query as oriented detections and RViz boxes (executor)."""
