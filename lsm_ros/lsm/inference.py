@@ -156,6 +156,8 @@ def reconstruct_pairs(model, pairs: Sequence[Tuple[object, object]],
             rec = (rec.scaled(decision.value, decision.source, decision.detail)
                    if decision.value is not None
                    else dataclasses.replace(rec, scale_detail=decision.detail))
+        if sensors[i] is not None and sensors[i].floor_pose[0] is not None:
+            rec = _with_floor(rec, sensors[i].floor_pose)
         recs.append(rec)
     t4 = time.perf_counter()
     if timings is not None:  # the Gaussian stage belongs to the network's time
@@ -233,6 +235,27 @@ def _two_view(images, tfs, cams, adopt: bool):
     how = (f"two-view pose: {geometry.inliers}/{geometry.matches} matches, parallax "
            f"{geometry.parallax_deg:.1f} deg; {compared}")
     return dataclasses.replace(cams, c2w=c2w, status=status), confidence, how
+
+
+def _with_floor(rec: Reconstruction, floor_pose) -> Reconstruction:
+    """``rec`` with its floor pixels decided by geometry (lsm.geometry.floor), when it is
+    metric; otherwise it says why the floor stays the model's label. ``floor_pose``: each
+    view's camera pose in the floor frame (view 1's may be None). With its own, view 1's
+    points are judged in its own camera, so an error of the pair's pose does not move them."""
+    from .geometry.floor import FLOOR_TOLERANCE_M, floor_mask
+
+    if not rec.metric:
+        return dataclasses.replace(rec, floor_detail="floor frame known but no metric scale: "
+                                                     "the floor is the model's label")
+    c2w = rec.c2w.double().numpy()
+    cam0 = np.asarray(floor_pose[0], np.float64)
+    cam1 = cam0 @ c2w[1] if floor_pose[1] is None else np.asarray(floor_pose[1], np.float64)
+    floor_T_ref = np.stack([cam0 @ np.linalg.inv(c2w[0]), cam1 @ np.linalg.inv(c2w[1])])
+    mask = floor_mask(rec.pointmaps.double().numpy(), floor_T_ref)
+    return dataclasses.replace(
+        rec, floor=torch.from_numpy(mask),
+        floor_detail=f"floor from geometry: {mask.mean():.0%} of pixels within "
+                     f"{FLOOR_TOLERANCE_M * 100:.0f} cm of the floor frame's z = 0, facing up")
 
 
 def _known_pose(cams, sensors: PairSensors, scale: float):

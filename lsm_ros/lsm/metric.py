@@ -47,6 +47,10 @@ class PairSensors:
         metres, signed (> 0: camera 1 on the right); from the right CameraInfo's P.
     relative_pose: camera 1's pose in camera 0's frame (4x4, metres), from TF: between the
         two cameras (``pose_source`` 'stereo') or between two keyframes ('odometry').
+    floor_pose: per view, the camera's pose in a floor frame (4x4, metres; z up, the floor
+        at z = 0, like REP-120's base_footprint), from TF at that image's stamp: lets
+        :mod:`lsm.geometry.floor` label the floor from measured geometry once the result is
+        metric. Without view 1's, view 0's is carried to view 1 by the pair's pose.
     """
 
     K: Tuple[Optional[np.ndarray], Optional[np.ndarray]] = (None, None)
@@ -54,6 +58,7 @@ class PairSensors:
     rectified_baseline: Optional[float] = None
     relative_pose: Optional[np.ndarray] = None
     pose_source: str = ""  # stereo | odometry
+    floor_pose: Tuple[Optional[np.ndarray], Optional[np.ndarray]] = (None, None)
 
     @property
     def distance(self) -> Optional[float]:

@@ -26,6 +26,7 @@ from typing import Collection, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from .geometry.floor import FLOOR_LABEL
 from .rendering import RenderOutput, render
 from .results import LABEL_NONE, PointCloud, QueryResult, Reconstruction, ViewImages, box_of
 from .semantics.labels import colorize
@@ -187,6 +188,8 @@ class Perception:
                   ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Per-pixel class index into ``labels`` and its cosine score at ``view``: (S,S), (S,S)."""
         sim = torch.einsum("dhw,ld->lhw", self.feature_map(rec, view), self.text_embeddings(labels))
+        if rec.floor is not None:
+            sim = _floor_decided(sim.movedim(0, -1), rec.floor[view], labels).movedim(-1, 0)
         score, ids = sim.max(dim=0)
         return ids, score
 
@@ -201,8 +204,14 @@ class Perception:
 
     def point_labels(self, rec: Reconstruction, labels: Sequence[str],
                      index: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Per-Gaussian class index into ``labels`` and cosine score: (N,), (N,)."""
-        score, ids = self.point_similarity(rec, labels, index).max(dim=-1)
+        """Per-Gaussian class index into ``labels`` and cosine score: (N,), (N,). Where
+        ``rec.floor`` decided the floor by geometry, its pixels are "floor" (score 1) and no
+        other Gaussian is."""
+        sim = self.point_similarity(rec, labels, index)
+        if rec.floor is not None:
+            floor = rec.floor.reshape(-1)
+            sim = _floor_decided(sim, floor if index is None else floor[index.cpu()], labels)
+        score, ids = sim.max(dim=-1)
         return ids, score
 
     # ------------------------------------------------------------------ outputs
@@ -317,6 +326,11 @@ class Perception:
         with torch.no_grad():  # per Gaussian, scored in the feature space
             pts_rel = relevance(self.model.point_text_similarity(
                 rec.gaussians.features.detach(), texts), P, temperature)
+        decided = rec.floor is not None and label.strip().lower() == FLOOR_LABEL
+        if decided:  # the floor by measured geometry (lsm.geometry.floor), not the model
+            pix = rec.floor[view].to(pix.device, pix.dtype)
+            mask = rec.floor[view].numpy()
+            pts_rel = rec.floor.reshape(-1).to(pts_rel.device, pts_rel.dtype)
         conf = rec.confidence.reshape(-1).to(pts_rel.device)
         sel = (pts_rel >= threshold) & (conf >= min_confidence)
         points = rec.gaussians.means.detach()[sel].cpu().numpy().astype(np.float32)
@@ -327,12 +341,25 @@ class Perception:
             box = box_of(label, score, points)
             centroid, extent = box.center, box.size
             message = (f"{int(mask.sum())} of {rec.size ** 2} pixels and {len(points)} points "
-                       f"match {label!r}")
+                       f"match {label!r}" + (f" ({rec.floor_detail})" if decided else ""))
         else:
             centroid = extent = np.zeros(3, np.float32)
             score = float(pix.max())
             message = (f"no match for {label!r} above threshold {threshold:.2f} "
-                       f"(best relevance {score:.2f})")
+                       f"(best relevance {score:.2f})" + (f"; {rec.floor_detail}" if decided else ""))
         return QueryResult(label, view, found, score if found else 0.0, mask, mask_original,
                            points, np.asarray(centroid, np.float32),
                            np.asarray(extent, np.float32), message)
+
+
+def _floor_decided(sim: torch.Tensor, floor: torch.Tensor, labels: Sequence[str]) -> torch.Tensor:
+    """Similarities (..., L) to ``labels`` with the floor decided by geometry: where ``floor``
+    (...,) is true the floor label scores 1 (above any cosine), elsewhere -2 (below any).
+    Unchanged when no label is "floor"."""
+    names = [name.strip().lower() for name in labels]
+    if FLOOR_LABEL not in names:
+        return sim
+    k = names.index(FLOOR_LABEL)
+    sim = sim.clone()
+    sim[..., k] = torch.where(floor.to(sim.device), 1.0, -2.0).to(sim.dtype)
+    return sim

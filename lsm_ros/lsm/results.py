@@ -56,6 +56,11 @@ class Reconstruction:
     # gave it); NaN = not checked; pose_check says how it was judged
     pose_confidence: float = float("nan")
     pose_check: str = ""
+    # (2,S,S) bool: pixels (= Gaussians, same order) on the floor by measured geometry
+    # (lsm.geometry.floor: the robot's floor frame and a metric result); None = not decided,
+    # the labels are the model's alone; floor_detail says why or how
+    floor: Optional[torch.Tensor] = None
+    floor_detail: str = ""
 
     @property
     def size(self) -> int:

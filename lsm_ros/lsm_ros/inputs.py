@@ -225,7 +225,7 @@ class SensorInputs:
         self._info: Dict[int, _Info] = {}
         self._depth: Dict[int, deque] = {c: deque(maxlen=8) for c in range(n)}
         self._subscriptions: list = []
-        needs_tf = bool(settings.world_frame or settings.odom_frame
+        needs_tf = bool(settings.world_frame or settings.odom_frame or settings.floor_frame
                         or (settings.mode == "pair" and settings.scale_source in ("auto", "stereo")))
         self.lookup, self.tf_kind = make_tf_lookup(node) if needs_tf else (None, "not needed")
         self.world_frame = settings.world_frame
@@ -293,9 +293,13 @@ class SensorInputs:
         world = None
         if self._s.world_frame:
             world = self._tf(self._s.world_frame, frames[0], stamps[0])
+        floor = (None, None)
+        if self._s.floor_frame:
+            floor = tuple(self._tf(self._s.floor_frame, frames[v], stamps[v]) for v in range(2))
         sensors = PairSensors(K=tuple(Ks) if all(k is not None for k in Ks) else (None, None),
                               depth=tuple(depths), rectified_baseline=rectified,
-                              relative_pose=pose, pose_source=source if pose is not None else "")
+                              relative_pose=pose, pose_source=source if pose is not None else "",
+                              floor_pose=floor)
         return sensors, world
 
     def _intrinsics(self, camera: int, width: int, height: int,

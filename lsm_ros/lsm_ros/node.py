@@ -565,6 +565,9 @@ class LsmNode(LifecycleNode):
         values["depth fused (fraction of pixels, view 0, view 1)"] = \
             f"{rec.depth_fused[0]:.2f}, {rec.depth_fused[1]:.2f}"
         values["3-D output frame"] = rec.frame or "reference camera's optical frame"
+        if self._settings.floor_frame:
+            values["floor"] = rec.floor_detail or (f"floor_frame {self._settings.floor_frame} "
+                                                   "not found in TF: the model's floor label")
         return values
 
     def _publish_diagnostics(self) -> None:

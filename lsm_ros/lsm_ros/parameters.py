@@ -175,6 +175,13 @@ PARAMETER_SPECS: Tuple[ParameterSpec, ...] = (
     ParameterSpec("world_frame", "", _S.PARAMETER_STRING,
                   "Frame of the 3-D outputs, such as odom or map (REP-105); '' = the reference "
                   "camera's optical frame. Looked up in TF at the image stamp."),
+    ParameterSpec("floor_frame", "", _S.PARAMETER_STRING,
+                  "A frame on the floor with z up, such as base_footprint (REP-120); '' = none. "
+                  "Looked up in TF at each image's stamp: on a metric result (depth images, "
+                  "a stereo rig, odometry) the pixels within 5 cm of its z = 0 plane whose "
+                  "surface faces up are the label 'floor' (when in labels), in the label "
+                  "image, the cloud and /lsm/query, and no other pixel is; the model's own "
+                  "floor label is unreliable on real images."),
     ParameterSpec("map", True, _S.PARAMETER_BOOL,
                   "Fuse every metric reconstruction into a persistent voxel map. "
                   "Placed in world_frame through TF, or by chaining keyframes (mono mode); "
@@ -301,6 +308,7 @@ class LsmSettings:
     pose_check: bool = _default("pose_check")
     two_view_pose: bool = _default("two_view_pose")
     world_frame: str = _default("world_frame")
+    floor_frame: str = _default("floor_frame")
     map: bool = _default("map")
     voxel_size: float = _default("voxel_size")
     max_voxels: int = _default("max_voxels")

@@ -3,7 +3,8 @@ robot in this process (images, CameraInfo, depth: lsm_tools.robot_sim) and, wher
 used, a separate odometry process publishing odom -> camera on /tf.
 
 * an RGB-D camera moving through a procedural room, world_frame odom: the cloud and the
-  query answers are metric, in odom, within 2 cm of the true world coordinates;
+  query answers are metric, in odom, within 2 cm of the true world coordinates; with
+  floor_frame odom (the room's floor is its z = 0) the floor query is the floor plane;
 * a rectified stereo rig (the right CameraInfo's P holds the baseline): metric by block
   matching, without depth or TF;
 * bad sensor input (CameraInfo of another size, a zero K, depth of another size or
@@ -53,7 +54,8 @@ def test_rgbd_camera_with_odometry_gives_metric_outputs_in_the_world_frame(param
     proc = start_lsm_node(params_file, [
         "-r", "__ns:=/rgbd_robot", "-p", "mode:=mono", "-p", "image_topics:=[/rgbd/image]",
         "-p", "camera_info_topics:=[/rgbd/camera_info]", "-p", "depth_topics:=[/rgbd/depth]",
-        "-p", "odom_frame:=odom", "-p", "world_frame:=odom", "-p", "keyframe_interval:=4",
+        "-p", "odom_frame:=odom", "-p", "world_frame:=odom", "-p", "floor_frame:=odom",
+        "-p", "keyframe_interval:=4",
         "-p", "keyframe_min_seconds:=0.0", "-p", "keyframe_min_translation:=0.0",
         "-p", "qos:=reliable", "-p", "pending_pairs:=4"], log_path=log)
     client = NodeClient("lsm_test_rgbd", [], namespace_node="/rgbd_robot/lsm_node")
@@ -81,11 +83,16 @@ def test_rgbd_camera_with_odometry_gives_metric_outputs_in_the_world_frame(param
                             server_process=proc)
         assert answer.success and answer.units == "m" and answer.scale_source == "depth"
         assert answer.header.frame_id == "odom"
-        qd = nearest_distances(read_pointcloud(answer.points)["points"], truth)
+        floor_points = read_pointcloud(answer.points)["points"]
+        qd = nearest_distances(floor_points, truth)
         assert np.percentile(qd, 95) < 0.02
+        # floor_frame odom (z up, the room's floor at z = 0): the answer is the floor plane
+        assert "floor from geometry" in answer.message, answer.message
+        assert np.percentile(np.abs(floor_points[:, 2]), 95) < 0.05, floor_points[:, 2]
         values = diagnostic_values(client.received["diagnostics"][-1])
         assert values["units"] == "m" and values["3-D output frame"] == "odom", values
         assert values["scale source"].startswith("depth"), values
+        assert values["floor"].startswith("floor from geometry"), values
     finally:
         client.destroy()
         odometry.kill()
