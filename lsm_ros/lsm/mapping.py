@@ -4,7 +4,9 @@ queried by text for object instances.
 :class:`VoxelMap` keeps, per voxel (``voxel_size`` metres): the mean position and colour of
 its points, the confidence-weighted running mean of the model's low-dimensional semantic
 feature (expanded to text space only when queried, as for single reconstructions), the
-summed confidence, the number of observations and the last-seen stamp. Fusion costs
+summed confidence, the number of observations, the last-seen stamp and, where geometry
+decided the floor (:mod:`lsm.geometry.floor`), how many of those observations said floor
+(it then decides the voxel's floor label and a floor query). Fusion costs
 O(points of the update · log voxels): voxels are found by binary search in a sorted key
 index, never by scanning the map. At ``max_voxels`` the least recently seen, least
 confident tenth is evicted at once (a scan, amortised over that many insertions), so memory
@@ -69,6 +71,10 @@ class VoxelMap:
         self.feature = np.zeros((n, feature_dim), np.float32)
         self.weight = np.zeros(n, np.float32)  # summed confidence of the points it has seen
         self.count = np.zeros(n, np.int32)  # reconstructions that observed it
+        # the floor decided by geometry (lsm.geometry.floor): summed confidence of the
+        # observations that decided it, and of those that said "floor"
+        self.floor_weight = np.zeros(n, np.float32)
+        self.floor_votes = np.zeros(n, np.float32)
         self.last_seen = np.zeros(n, np.float64)
         self.used = np.zeros(n, bool)
         self._key = np.zeros(n, np.int64)  # key of the voxel in each slot
@@ -87,13 +93,15 @@ class VoxelMap:
 
     # ------------------------------------------------------------------ fusion
     def integrate(self, points: np.ndarray, colors: np.ndarray, features: np.ndarray,
-                  confidence: np.ndarray, stamp: float) -> int:
+                  confidence: np.ndarray, stamp: float, floor: Optional[np.ndarray] = None) -> int:
         """Fuse one reconstruction's points (N, 3, map frame and units), colours (N, 3)
-        uint8, features (N, F) and confidences (N,) seen at ``stamp``; returns how many
-        voxels it touched."""
+        uint8, features (N, F) and confidences (N,) seen at ``stamp``; ``floor`` (N,) bool
+        when geometry decided which points are floor (Reconstruction.floor), else None.
+        Returns how many voxels it touched."""
         ok = np.isfinite(points).all(1) & np.isfinite(confidence) & (confidence > 0)
         points, colors = points[ok].astype(np.float64), colors[ok].astype(np.float32)
         features, w = features[ok].astype(np.float32), confidence[ok].astype(np.float32)
+        votes = None if floor is None else np.asarray(floor, bool)[ok].astype(np.float32)
         if len(points) == 0:
             return 0
         keys = voxel_keys(np.floor(points / self.voxel_size))
@@ -108,9 +116,11 @@ class VoxelMap:
             return np.add.reduceat(values[order] * w[:, None], starts, axis=0)
 
         pos, col, feat = wsum(points), wsum(colors), wsum(features)
+        fv = wsum(votes[:, None])[:, 0] if votes is not None else np.zeros(m, np.float32)
         if m > self.max_voxels:  # one update larger than the map: its most confident voxels
             best = np.sort(np.argsort(-sw, kind="stable")[:self.max_voxels])
             unique, sw, pos, col, feat = unique[best], sw[best], pos[best], col[best], feat[best]
+            fv = fv[best]
             m = len(best)
         with self.lock:
             slots = self._slots_for(unique, stamp)
@@ -119,6 +129,9 @@ class VoxelMap:
             for array, new in ((self.position, pos), (self.color, col), (self.feature, feat)):
                 array[slots] = ((array[slots] * old[:, None] + new) / total[:, None]).astype(np.float32)
             self.weight[slots] = total
+            if votes is not None:
+                self.floor_weight[slots] += sw
+                self.floor_votes[slots] += fv
             self.count[slots] += 1
             self.last_seen[slots] = stamp
             self.updates += 1
@@ -143,6 +156,7 @@ class VoxelMap:
             self.used[taken] = True
             self.position[taken] = self.color[taken] = self.feature[taken] = 0.0
             self.weight[taken], self.count[taken] = 0.0, 0
+            self.floor_weight[taken] = self.floor_votes[taken] = 0.0
             at = np.searchsorted(self._index_keys, keys[new])  # after a possible eviction
             self._index_keys = np.insert(self._index_keys, at, keys[new])
             self._index_slots = np.insert(self._index_slots, at, taken)
@@ -227,20 +241,27 @@ class VoxelMap:
             return {"position": self.position[used].copy(), "color": self.color[used].copy(),
                     "feature": self.feature[used].copy(), "weight": self.weight[used].copy(),
                     "count": self.count[used].copy(), "last_seen": self.last_seen[used].copy(),
-                    "key": self._key[used].copy()}
+                    "key": self._key[used].copy(), "floor": _floor_share(
+                        self.floor_votes[used], self.floor_weight[used])}
 
     def instances(self, similarity: Callable[[np.ndarray], np.ndarray], label: str,
                   threshold: float = 0.5, min_voxels: int = 5, link: int = 1,
-                  max_instances: int = 0) -> Tuple[List[MapInstance], float]:
+                  max_instances: int = 0, floor: bool = False) -> Tuple[List[MapInstance], float]:
         """Objects matching a query: ``similarity(features (V, F)) -> relevance (V,)`` in
         [0, 1]; voxels at or above ``threshold`` are grouped into connected components
         (voxels within ``link`` voxels of each other join), those of at least
-        ``min_voxels`` become instances, best score first. Returns (instances, best
-        relevance seen anywhere)."""
+        ``min_voxels`` become instances, best score first. ``floor``: the query is the floor,
+        so where geometry decided it (lsm.geometry.floor) a voxel's relevance is 1 when most of
+        those observations said floor, else 0; the features speak only where none decided.
+        Returns (instances, best relevance seen anywhere)."""
         data = self.snapshot()
         if len(data["key"]) == 0:
             return [], 0.0
         relevance = np.asarray(similarity(data["feature"]), np.float64)
+        if floor:
+            share = data["floor"]
+            decided = np.isfinite(share)
+            relevance[decided] = (share[decided] >= 0.5).astype(np.float64)
         best = float(relevance.max())
         sel = relevance >= threshold
         if not sel.any():
@@ -275,7 +296,8 @@ class VoxelMap:
         n = len(data["key"])
         fields = [("x", "f4"), ("y", "f4"), ("z", "f4"), ("red", "u1"), ("green", "u1"),
                   ("blue", "u1"), ("label", "u4"), ("weight", "f4"), ("count", "i4"),
-                  ("last_seen", "f8")] + [(f"feature_{i}", "f4") for i in range(self.feature_dim)]
+                  ("last_seen", "f8"), ("floor_weight", "f4"), ("floor_votes", "f4")] \
+            + [(f"feature_{i}", "f4") for i in range(self.feature_dim)]
         record = np.empty(n, dtype=fields)
         for i, axis in enumerate("xyz"):
             record[axis] = data["position"][:, i]
@@ -285,6 +307,10 @@ class VoxelMap:
         record["label"] = label_ids if label_ids is not None else 0
         record["weight"], record["count"] = data["weight"], data["count"]
         record["last_seen"] = data["last_seen"]
+        with self.lock:
+            used = np.flatnonzero(self.used)
+            record["floor_weight"], record["floor_votes"] = (self.floor_weight[used],
+                                                             self.floor_votes[used])
         for i in range(self.feature_dim):
             record[f"feature_{i}"] = data["feature"][:, i]
         ply, meta = folder / "map.ply", folder / "map.json"
@@ -322,7 +348,17 @@ class VoxelMap:
                                         for i in range(vmap.feature_dim)], 1)[first]
         vmap.weight[slots], vmap.count[slots] = vertices["weight"][first], vertices["count"][first]
         vmap.last_seen[slots] = vertices["last_seen"][first]
+        if "floor_weight" in vertices.dtype.names:  # maps saved before the floor was kept lack it
+            vmap.floor_weight[slots] = vertices["floor_weight"][first]
+            vmap.floor_votes[slots] = vertices["floor_votes"][first]
         return vmap
+
+
+def _floor_share(votes: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Per voxel: the confidence-weighted share of the observations deciding the floor that
+    said "floor"; NaN where none decided it (the model's features alone speak)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(weight > 0, votes / weight, np.nan).astype(np.float32)
 
 
 def _components(ijk: np.ndarray, link: int = 1) -> np.ndarray:
@@ -384,7 +420,7 @@ class MapFusion:
 
     def add(self, rec, points_of, stamps: Tuple[float, float]) -> bool:
         """Fuse ``rec`` (an lsm.results.Reconstruction) seen at ``stamps`` (view 0, view 1);
-        ``points_of(rec)`` -> (points, colours, features, confidences) (Perception.map_points).
+        ``points_of(rec)`` -> (points, colours, features, confidences[, floor]) (Perception.map_points).
         Returns whether it was fused."""
         restarted = ""
         if not rec.metric:
@@ -420,8 +456,9 @@ class MapFusion:
         if frame != self.map.frame:
             self.note = f"not fused: in {frame!r}, the map is in {self.map.frame!r}"
             return False
-        points, *rest = points_of(rec)
-        self.map.integrate(points, *rest, stamps[0])
+        points, colors, features, confidence, *floor = points_of(rec)
+        self.map.integrate(points, colors, features, confidence, stamps[0],
+                           floor=floor[0] if floor else None)
         self.last_c2w = rec.c2w.double().cpu().numpy()
         if self.free_space:  # each view's rays, through what it sees now
             per_view = len(points) // 2

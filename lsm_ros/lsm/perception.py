@@ -274,11 +274,13 @@ class Perception:
     # ------------------------------------------------------------------ maps
     def map_points(self, rec: Reconstruction):
         """What a map fuses of ``rec``: every Gaussian's centre (rec's frame and units), the
-        colour of its pixel (uint8), its semantic feature (F) and its pointmap confidence."""
+        colour of its pixel (uint8), its semantic feature (F), its pointmap confidence and
+        whether geometry decided it is floor ((N,) bool, or None when undecided)."""
         points = rec.gaussians.means.detach().cpu().numpy()
         colors = np.clip(np.round(rec.images.reshape(-1, 3).numpy() * 255), 0, 255).astype(np.uint8)
         features = rec.gaussians.features.detach().cpu().numpy()
-        return points, colors, features, rec.confidence.reshape(-1).numpy()
+        floor = rec.floor.reshape(-1).numpy() if rec.floor is not None else None
+        return points, colors, features, rec.confidence.reshape(-1).numpy(), floor
 
     def feature_relevance(self, features: np.ndarray, label: str, vocabulary: Sequence[str],
                           temperature: float = TEMPERATURE,
@@ -295,11 +297,19 @@ class Perception:
             sims = self.model.point_text_similarity(f, texts)
         return relevance(sims, 1 + len(synonyms), temperature).cpu().numpy()
 
-    def feature_labels(self, features: np.ndarray, labels: Sequence[str]) -> np.ndarray:
-        """Best label index per feature (V, F) -> (V,) int64."""
+    def feature_labels(self, features: np.ndarray, labels: Sequence[str],
+                       floor: Optional[np.ndarray] = None) -> np.ndarray:
+        """Best label index per feature (V, F) -> (V,) int64. ``floor`` (V,): where finite,
+        the share of geometric floor decisions (a map snapshot's "floor"): >= 0.5 makes the
+        label "floor", below makes it anything else; NaN leaves the features to decide."""
         f = torch.from_numpy(np.ascontiguousarray(features, np.float32)).to(self.device)
         with torch.no_grad():
             sims = self.model.point_text_similarity(f, self.text_embeddings(labels))
+        if floor is not None:
+            share = torch.from_numpy(np.asarray(floor, np.float32))
+            decided = torch.isfinite(share)
+            if decided.any():
+                sims[decided] = _floor_decided(sims[decided], share[decided] >= 0.5, labels)
         return sims.argmax(-1).cpu().numpy()
 
     # ------------------------------------------------------------------ queries

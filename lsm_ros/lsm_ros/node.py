@@ -49,6 +49,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.qos_overriding_options import QoSOverridingOptions
 
+from lsm.geometry.floor import FLOOR_LABEL
 from lsm.image_checks import image_problem, pair_problem
 from lsm_ros import messages
 from lsm_ros import query as query_logic
@@ -195,7 +196,8 @@ class LsmNode(LifecycleNode):
         if vmap is None or self._publisher is None or not self._publisher.map_wanted():
             return
         data = vmap.snapshot()
-        labels = self._worker.perception.feature_labels(data["feature"], self._settings.labels) \
+        labels = self._worker.perception.feature_labels(data["feature"], self._settings.labels,
+                                                        data["floor"]) \
             if len(data["key"]) else np.zeros(0, np.int64)
         self._publisher.publish_map(data, labels, vmap.frame, self.get_clock().now().to_msg())
 
@@ -434,7 +436,8 @@ class LsmNode(LifecycleNode):
         try:
             found, best = vmap.instances(
                 lambda f: perception.feature_relevance(f, label, list(settings.labels)),
-                label, threshold, max_instances=int(request.max_instances))
+                label, threshold, max_instances=int(request.max_instances),
+                floor=label.lower() == FLOOR_LABEL)
         except Exception as exc:
             self.get_logger().error(f"map query {label!r} failed: {exc}")
             return query_logic.reject(response, f"query failed: {type(exc).__name__}: {exc}")
@@ -457,7 +460,8 @@ class LsmNode(LifecycleNode):
         folder = Path(self._settings.save_directory).expanduser() / time.strftime("map_%Y%m%d_%H%M%S")
         try:
             data = vmap.snapshot()
-            labels = self._worker.perception.feature_labels(data["feature"], self._settings.labels)
+            labels = self._worker.perception.feature_labels(data["feature"], self._settings.labels,
+                                                            data["floor"])
             vmap.save(folder, list(self._settings.labels), labels)
         except Exception as exc:
             response.success, response.message = False, f"saving the map to {folder} failed: {exc}"

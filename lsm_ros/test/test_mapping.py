@@ -211,3 +211,49 @@ def test_free_space_clearing_removes_what_the_camera_now_sees_through():
     # an empty map or no points: nothing to do
     assert VoxelMap().clear_free_space(np.zeros(3), wall, 1.0) == 0
     assert m.clear_free_space(np.zeros(3), np.zeros((0, 3)), 9.0) == 0
+
+
+def test_the_floor_decided_by_geometry_is_kept_per_voxel_and_answers_floor_queries(tmp_path):
+    """Floor votes (lsm.geometry.floor) are fused per voxel: the share of the observations
+    that decided it and said floor. A floor query follows them where they exist, the
+    features elsewhere; they survive save/load."""
+    rng = np.random.default_rng(3)
+    m = VoxelMap(voxel_size=0.05, max_voxels=50000, feature_dim=2, frame="odom")
+    # a floor patch whose features do NOT look like the floor (relevance 0.1), decided floor
+    floor_patch = _box(np.array([0.0, 0.0, 0.0]), 0.5, 4000, rng, [0.1, 0.0])
+    m.integrate(*floor_patch, 1.0, floor=np.ones(4000, bool))
+    # a table top the features call floor (0.9), decided NOT floor twice, floor once
+    table = _box(np.array([2.0, 0.0, 0.7]), 0.4, 3000, rng, [0.9, 0.0])
+    for stamp, said in ((2.0, False), (3.0, False), (4.0, True)):
+        m.integrate(*table, stamp, floor=np.full(3000, said))
+    # a rug never decided: the features speak (0.8)
+    m.integrate(*_box(np.array([0.0, 3.0, 0.0]), 0.4, 3000, rng, [0.8, 0.0]), 5.0)
+    share = m.snapshot()["floor"]
+    assert np.nanmax(share) == 1.0 and np.isnan(share).any()
+    assert np.all((share[np.isfinite(share)] == 1.0) | (np.abs(share[np.isfinite(share)] - 1 / 3) < 1e-5))
+    found, _ = m.instances(_relevance, "floor", threshold=0.5, floor=True)
+    centres = sorted(tuple(np.round(i.centroid, 1)) for i in found)
+    assert centres == [(0.0, 0.0, 0.0), (0.0, 3.0, 0.0)], centres  # the table is out, the rug in
+    plain, _ = m.instances(_relevance, "floor", threshold=0.5)
+    assert sorted(tuple(np.round(i.centroid, 1)) for i in plain) == [(0.0, 3.0, 0.0), (2.0, 0.0, 0.7)]
+    m.save(tmp_path / "map", ["floor", "table"])
+    loaded = VoxelMap.load(tmp_path / "map")
+    kept = loaded.snapshot()["floor"]  # (voxel order may differ after loading)
+    assert np.isnan(kept).sum() == np.isnan(share).sum()
+    np.testing.assert_allclose(np.sort(kept[np.isfinite(kept)]), np.sort(share[np.isfinite(share)]))
+    again, _ = loaded.instances(_relevance, "floor", threshold=0.5, floor=True)
+    assert len(again) == len(found)
+
+
+def test_map_labels_follow_the_floor_votes(perception):
+    """Perception.feature_labels with a snapshot's floor share: >= 0.5 is floor, below is
+    any other label, NaN leaves the features to decide."""
+    features = np.random.default_rng(4).normal(size=(6, perception.model.config.semantic.feature_dim))
+    labels = ["wall", "floor", "chair"]
+    model = perception.feature_labels(features, labels)
+    share = np.array([1.0, 0.0, np.nan, 0.6, 0.4, np.nan], np.float32)
+    decided = perception.feature_labels(features, labels, share)
+    assert decided[0] == 1 and decided[3] == 1 and decided[1] != 1 and decided[4] != 1
+    assert decided[2] == model[2] and decided[5] == model[5]
+    assert np.array_equal(perception.feature_labels(features, ["wall", "chair"], share),
+                          perception.feature_labels(features, ["wall", "chair"]))

@@ -64,7 +64,7 @@ def run(updates: int = 2000, max_voxels: int = 200_000, voxel_size: float = 0.05
     from lsm.mapping import VoxelMap
     from lsm.specs import DEFAULT_LABELS
 
-    perception, (points, colors, features, confidence) = one_reconstruction()
+    perception, (points, colors, features, confidence, _) = one_reconstruction()
     vmap = VoxelMap(voxel_size, max_voxels, features.shape[1], "odom")
     seconds: List[float] = []
     rss: Dict[int, int] = {}

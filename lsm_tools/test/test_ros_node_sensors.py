@@ -4,7 +4,8 @@ used, a separate odometry process publishing odom -> camera on /tf.
 
 * an RGB-D camera moving through a procedural room, world_frame odom: the cloud and the
   query answers are metric, in odom, within 2 cm of the true world coordinates; with
-  floor_frame odom (the room's floor is its z = 0) the floor query is the floor plane;
+  floor_frame odom (the room's floor is its z = 0) the floor query, of the latest pair
+  and of the map, is the floor plane;
 * a rectified stereo rig (the right CameraInfo's P holds the baseline): metric by block
   matching, without depth or TF;
 * bad sensor input (CameraInfo of another size, a zero K, depth of another size or
@@ -89,6 +90,17 @@ def test_rgbd_camera_with_odometry_gives_metric_outputs_in_the_world_frame(param
         # floor_frame odom (z up, the room's floor at z = 0): the answer is the floor plane
         assert "floor from geometry" in answer.message, answer.message
         assert np.percentile(np.abs(floor_points[:, 2]), 95) < 0.05, floor_points[:, 2]
+        # ... and the map remembers it: its floor instances lie on z = 0 too
+        mapped = None
+        for _ in range(20):  # the map fuses each pair right after it is published
+            mapped = call_query(client.node, "floor", service="/rgbd_robot/lsm/query",
+                                scope=1, server_process=proc)
+            if mapped.success and len(mapped.instances) > 0:
+                break
+            client.spin_for(0.5)
+        assert mapped.success, mapped.message
+        map_z = read_pointcloud(mapped.points)["points"][:, 2]
+        assert np.percentile(np.abs(map_z), 95) < 0.05, map_z
         values = diagnostic_values(client.received["diagnostics"][-1])
         assert values["units"] == "m" and values["3-D output frame"] == "odom", values
         assert values["scale source"].startswith("depth"), values

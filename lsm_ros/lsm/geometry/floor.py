@@ -80,11 +80,12 @@ def _on_plane(pts, normals, up, offset, tolerance, max_tilt_deg) -> np.ndarray:
 def _refit(pts, normals, up, offset, search, tolerance, max_tilt_deg, min_points: int = 50,
            max_correction_deg: float = FLOOR_MAX_CORRECTION_DEG, step_deg: float = 0.5):
     """The floor plane (unit normal, offset) refitted near the prior (``up``, ``offset``):
-    among the up-facing points within ``search`` of the prior, the plane that has the most
-    of them within ``tolerance`` (normals tilted up to ``max_correction_deg`` from the
-    prior on a ``step_deg`` grid, every height in the window; ties: the smaller
-    correction). A vote, not least squares: a cabinet plinth or a few stray points near the
-    floor do not tilt it. Fewer than ``min_points`` candidates: the prior."""
+    among the up-facing points within ``search`` of the prior, the slab ``tolerance`` / 2
+    thick that holds the most of them (normals tilted up to ``max_correction_deg`` from
+    the prior on a ``step_deg`` grid, every height in the window; ties: the smaller
+    correction), then least squares on that slab's points. A vote first: a cabinet plinth
+    or a few stray points near the floor do not tilt it. Fewer than ``min_points``
+    candidates: the prior."""
     chosen = _on_plane(pts, normals, up, offset, search, max_tilt_deg)
     sample = pts[chosen]
     if len(sample) < min_points:
@@ -98,13 +99,22 @@ def _refit(pts, normals, up, offset, search, tolerance, max_tilt_deg, min_points
     cands = up + a.reshape(-1, 1) * e1 + b.reshape(-1, 1) * e2  # (M, 3)
     cands /= np.linalg.norm(cands, axis=1, keepdims=True)
     heights = np.sort(sample @ cands.T, axis=0)  # (N, M), each column sorted
-    width = 2.0 * tolerance
+    # a slab thinner than the final band, so that a tilt the band would still contain
+    # loses to the right one
+    width = 0.5 * tolerance
     counts = np.stack([np.searchsorted(heights[:, m], heights[:, m] + width, side="right")
                        for m in range(cands.shape[0])], axis=1) - np.arange(len(sample))[:, None]
     penalty = np.hypot(a, b).reshape(-1)  # prefer the smaller correction among equals
     score = counts.max(axis=0) - 1e-3 * penalty
     m = int(np.argmax(score))
     i = int(np.argmax(counts[:, m]))
-    inside = heights[i:i + counts[i, m], m]
-    n = cands[m]
-    return n, -float(np.median(inside))
+    n, d = cands[m], -float(heights[i, m] + 0.5 * width)
+    # polish: least squares on the slab's points, kept if it stays within the correction
+    inliers = sample[np.abs(sample @ n + d) < 0.5 * width]
+    if len(inliers) >= min_points:
+        centre = inliers.mean(axis=0)
+        fine = np.linalg.eigh(np.cov((inliers - centre).T))[1][:, 0]
+        fine = fine if fine @ up > 0 else -fine
+        if np.degrees(np.arccos(np.clip(fine @ up, -1.0, 1.0))) <= max_correction_deg:
+            n, d = fine, -float(fine @ centre)
+    return n, d
