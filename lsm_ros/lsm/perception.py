@@ -184,13 +184,27 @@ class Perception:
             expanded = torch.nn.functional.interpolate(expanded, scale_factor=2, mode="bilinear")
         return torch.nn.functional.normalize(expanded[0], dim=0)
 
+    def view_similarity(self, rec: Reconstruction, view: int, texts: torch.Tensor) -> torch.Tensor:
+        """Cosine similarity of :meth:`feature_map`'s pixels to unit text embeddings (L, D):
+        (S, S, L), computed in the F-dim rendered feature space. The expansion to text space
+        (a 1x1 conv) commutes with the bilinear resampling around it, so the similarity is
+        that of the resampled F-dim features (LSM.point_text_similarity's Gram trick): no
+        (D, S, S) tensor is built or normalised."""
+        rendered = self.render_view(rec, view).features[0].permute(2, 0, 1)[None]  # (1,F,S,S)
+        with torch.no_grad():
+            half = self.model.feature_expansion[0](rendered)  # the expansion's 2x down-sampling
+            up = torch.nn.functional.interpolate(half, scale_factor=2, mode="bilinear")[0]
+            F_, H, W = up.shape
+            sim = self.model.point_text_similarity(up.permute(1, 2, 0).reshape(-1, F_), texts)
+        return sim.reshape(H, W, -1)
+
     def label_map(self, rec: Reconstruction, labels: Sequence[str], view: int = 0
                   ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Per-pixel class index into ``labels`` and its cosine score at ``view``: (S,S), (S,S)."""
-        sim = torch.einsum("dhw,ld->lhw", self.feature_map(rec, view), self.text_embeddings(labels))
+        sim = self.view_similarity(rec, view, self.text_embeddings(labels))
         if rec.floor is not None:
-            sim = _floor_decided(sim.movedim(0, -1), rec.floor[view], labels).movedim(-1, 0)
-        score, ids = sim.max(dim=0)
+            sim = _floor_decided(sim, rec.floor[view], labels)
+        score, ids = sim.max(dim=-1)
         return ids, score
 
     def point_similarity(self, rec: Reconstruction, labels: Sequence[str],
@@ -331,7 +345,7 @@ class Perception:
         P = 1 + len(synonyms)
         texts = torch.cat([q[None], self.text_embeddings(synonyms + negatives)]) \
             if synonyms or negatives else q[None]  # (P + K, D)
-        pix = relevance(self.feature_map(rec, view).permute(1, 2, 0) @ texts.t(), P, temperature)
+        pix = relevance(self.view_similarity(rec, view, texts), P, temperature)
         mask = (pix >= threshold).cpu().numpy()
         with torch.no_grad():  # per Gaussian, scored in the feature space
             pts_rel = relevance(self.model.point_text_similarity(

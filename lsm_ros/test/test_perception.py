@@ -183,6 +183,8 @@ def test_label_map_and_point_labels(perception, rec):
     emb = perception.text_embeddings(VOCAB)
     cos = torch.einsum("dhw,ld->lhw", feats, emb)
     assert torch.allclose(score, cos.max(dim=0).values, atol=1e-5)
+    # (label_map works in the F-dim feature space; the same labels up to float ties)
+    assert (ids == cos.argmax(dim=0)).float().mean() > 0.999
     assert torch.allclose(feats.norm(dim=0), torch.ones(S, S), atol=1e-4)
     pid, pscore = perception.point_labels(rec, VOCAB)
     assert pid.shape == (2 * S * S,) and pscore.shape == (2 * S * S,)
