@@ -137,12 +137,10 @@ def _unproject(depth: np.ndarray, K: np.ndarray, c2w: Optional[np.ndarray] = Non
 def _heights_facing_up(depth, K, c2w, up, max_tilt_deg: float = 25.0):
     """Per pixel: height along ``up`` and whether the surface faces up (normal from the
     depth within ``max_tilt_deg``); both (H, W)."""
+    from lsm.geometry.floor import surface_normals
+
     world = _unproject(depth, K, c2w)
-    dx = np.zeros_like(world)
-    dy = np.zeros_like(world)
-    dx[:, 1:-1] = world[:, 2:] - world[:, :-2]
-    dy[1:-1] = world[2:] - world[:-2]
-    n = np.cross(dx, dy)
+    n = surface_normals(world)
     norm = np.linalg.norm(n, axis=-1)
     facing = np.abs(n @ up) > np.cos(np.radians(max_tilt_deg)) * np.maximum(norm, 1e-12)
     return world @ up, (depth > 0) & (norm > 0) & facing
