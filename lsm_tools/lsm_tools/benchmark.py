@@ -389,13 +389,19 @@ def measure_precisions(model, pairs, device: torch.device, repeats: int,
     return rows
 
 
+STORED_BF16 = "bf16, weights stored in bf16"
+
+
 def measure_paper_precisions(device: torch.device, repeats: int = 2,
                              checkpoint: Optional[str] = None,
                              config=None) -> Dict[str, object]:
     """The paper configuration's forward pass (random weights unless ``checkpoint``) on one
     random 256x256 pair, in each precision that runs on ``device``, alternating: seconds
     per stage (medians), peak / working memory, and how far bf16's pointmaps and 2-D
-    semantic features are from fp32's. ``config``: another configuration (tests)."""
+    semantic features are from fp32's. On a CPU with bf16, last, as the node runs it: the
+    transformer weights stored in bf16 (lsm.perception.store_autocast_weights; its
+    outputs' largest difference from bf16's is reported, 0 when bit-identical).
+    ``config``: another configuration (tests)."""
     from lsm.config import paper
     from lsm.model.lsm import LSM
     from lsm.perception import effective_precision
@@ -432,6 +438,25 @@ def measure_paper_precisions(device: torch.device, repeats: int = 2,
                 runs[name].append(t)
             memory[name] = mem
             outputs[name] = (torch.cat([out.pts1, out.pts2]).float(), out.semantic_2d.float())
+    stored = STORED_BF16
+    if "bf16" in names and device.type == "cpu":  # what Perception.load does for bf16 (last:
+        from lsm.perception import store_autocast_weights  # it changes the model for good)
+
+        store_autocast_weights(model)
+        runs[stored] = []
+        for r in range(repeats + 1):
+            t = {}
+            mem = PeakMemory(device)
+            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16), \
+                    stage_timers(model, device, t), mem:
+                t0 = time.perf_counter()
+                out = model(img1, img2)
+                t["total"] = time.perf_counter() - t0
+            if r > 0:
+                runs[stored].append(t)
+        memory[stored] = mem
+        outputs[stored] = (torch.cat([out.pts1, out.pts2]).float(), out.semantic_2d.float())
+        names.append(stored)
     rows = []
     for name in names:
         row: Dict[str, object] = {
@@ -439,6 +464,9 @@ def measure_paper_precisions(device: torch.device, repeats: int = 2,
             "stages_s": {k: _median([t[k] for t in runs[name]]) for k in runs[name][0]},
             "peak_memory_bytes": memory[name].peak_bytes,
             "working_memory_bytes": memory[name].working_bytes}
+        if name == stored:  # bit-identical to bf16 under autocast, or this says how far
+            row["max_abs_diff_vs_bf16"] = max(
+                float((outputs[name][k] - outputs["bf16"][k]).abs().max()) for k in range(2))
         if name != "fp32":
             pa, pb = outputs["fp32"][0], outputs[name][0]
             fa, fb = outputs["fp32"][1], outputs[name][1]
@@ -733,6 +761,8 @@ def _paper_lines(paper: Dict[str, object]) -> List[str]:
         st = row["stages_s"]
         diff = (f"{100 * row['pointmap_rel_diff']:.2f} % | {row['semantic_cosine_min']:.4f}"
                 if "pointmap_rel_diff" in row else "reference | ")
+        if "max_abs_diff_vs_bf16" in row:
+            diff += f" (vs bf16: max difference {row['max_abs_diff_vs_bf16']:.1e})"
         lines.append(f"| {row['precision']} | " + " | ".join(f"{st[k]:.2f}" for k in keys)
                      + f" | {row['peak_memory_bytes'] / 2 ** 20:.0f} / "
                        f"{row['working_memory_bytes'] / 2 ** 20:.0f} | {diff} |")

@@ -39,22 +39,46 @@ def test_cpu_bf16_keeps_pointmaps_cameras_and_labels_of_fp32():
 
 @pytest.mark.skipif(effective_precision("bf16", "cpu")[0] != "bf16",
                     reason="this CPU has no native bf16")
+def test_loaded_bf16_stores_transformer_weights_in_bf16_with_the_same_results():
+    """Perception.load(precision='bf16') keeps the weights autocast casts anyway in bf16
+    (half their memory): its reconstruction equals autocast over fp32 weights exactly."""
+    from lsm_tools.benchmark import benchmark_pairs
+
+    stored = Perception.load(device="cpu", precision="bf16")
+    assert stored.bf16_stored > 0
+    dtypes = {p.dtype for n, p in stored.model.named_parameters() if ".enc_blocks." in n}
+    assert torch.bfloat16 in dtypes
+    assert all(p.dtype == torch.float32 for n, p in stored.model.named_parameters()
+               if "downstream_head" in n)  # the pointmap heads run outside autocast
+    plain = Perception(Perception.load(device="cpu").model, "bf16")  # fp32 weights
+    pair = benchmark_pairs(1, (240, 320), seed=5)
+    a = stored.reconstruct(pair, pose_check=False)[0]
+    b = plain.reconstruct(pair, pose_check=False)[0]
+    assert torch.equal(a.pointmaps, b.pointmaps) and torch.equal(a.confidence, b.confidence)
+    assert torch.equal(a.gaussians.features, b.gaussians.features)
+
+
+@pytest.mark.skipif(effective_precision("bf16", "cpu")[0] != "bf16",
+                    reason="this CPU has no native bf16")
 def test_paper_precision_table_times_stages_memory_and_agreement():
     """lsm-benchmark --paper's measurement, run on the tiny configuration (the paper one
     needs ~7 GB and a minute): every stage timed per precision, bf16 close to fp32."""
     from lsm.config import tiny
-    from lsm_tools.benchmark import _paper_lines, measure_paper_precisions
+    from lsm_tools.benchmark import STORED_BF16, _paper_lines, measure_paper_precisions
 
     result = measure_paper_precisions(torch.device("cpu"), repeats=1, config=tiny())
     rows = {r["precision"]: r for r in result["rows"]}
-    assert set(rows) == {"fp32", "bf16"}
+    assert set(rows) == {"fp32", "bf16", STORED_BF16}
     for r in rows.values():
         assert r["stages_s"]["total"] >= r["stages_s"]["point_aggregation"] > 0
         assert r["peak_memory_bytes"] > 0
     assert 0 < rows["bf16"]["pointmap_rel_diff"] < 0.01
     assert rows["bf16"]["semantic_cosine_min"] > 0.99
+    # the node's bf16 (transformer weights stored in bf16) computes exactly what autocast does
+    assert rows[STORED_BF16]["max_abs_diff_vs_bf16"] == 0.0
     text = "\n".join(_paper_lines(result))
     assert "| bf16 |" in text and "random (tiny configuration)" in text
+    assert f"| {STORED_BF16} |" in text
 
 
 @pytest.mark.parametrize("backend", ["torch", "spconv"])
