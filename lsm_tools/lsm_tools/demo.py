@@ -351,6 +351,7 @@ class Demo:
         self.results: List[ReceivedPair] = []
         self.problems: List[str] = []
         self.map_queries: List[dict] = []  # map phase answers (demo_map.map_query_record)
+        self.map_floor_query: Optional[dict] = None  # demo_map.floor_query_record
         self.pair_map_query: Optional[dict] = None
         self.t0 = time.monotonic()
 
@@ -557,6 +558,7 @@ class Demo:
             "queries": queries,
             "map_queries": self.map_queries + ([self.pair_map_query] if self.pair_map_query
                                                else []),
+            "map_floor_query": self.map_floor_query,
             "problems": self.problems,
             "output_folder": str(self.out.resolve()),
         }
@@ -655,6 +657,10 @@ def print_summary(summary: dict, demo: Demo) -> None:
         what = (f"{q['instances']} instance(s){where}, {q['false_instances']} false"
                 if q["success"] else q["message"])
         print(f"map query {q['label']!r}{' (pair mode)' if q.get('mode') == 'pair' else ''}: {what}")
+    if summary.get("map_floor_query"):
+        from lsm_tools.demo_map import floor_query_text
+
+        print(f"map query 'floor': {floor_query_text(summary['map_floor_query'])}")
     print(f"files: {summary['output_folder']} (panels *.png, clouds *_points.ply, scene/gaussians.ply, "
           "map/, map_topdown.png, poses.json, summary.json)")
     for p in summary["problems"]:

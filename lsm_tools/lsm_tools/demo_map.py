@@ -1,8 +1,9 @@
 """The demo's map phase (``lsm_demo``, step 4): an RGB-D camera with odometry drives through
 a whole procedural room in mono mode; lsm_node fuses every keyframe pair into its map in
 ``odom``; the demo asks ``/lsm/query`` with scope SCOPE_MAP for every furniture class and a
-synonym, saves the map (``~/save_map``) into the output folder and draws it from above with
-the instance boxes the node answered against the true object boxes (``map_topdown.png``).
+synonym, and for the floor (decided by geometry: ``floor_frame`` odom, the room's floor),
+saves the map (``~/save_map``) into the output folder and draws it from above with the
+instance boxes the node answered against the true object boxes (``map_topdown.png``).
 """
 from __future__ import annotations
 
@@ -100,6 +101,25 @@ def map_query_record(label: str, answer, truth: Dict[str, list]) -> dict:
     return rec
 
 
+def floor_query_record(answer) -> dict:
+    """What the map's floor query gave: its instances and the share of the top one's points
+    within 5 cm of the room's floor (odom z = 0)."""
+    from lsm_ros.messages import read_pointcloud
+
+    record = {"label": "floor", "success": bool(answer.success), "message": answer.message,
+              "instances": len(answer.instances), "on_floor": 0.0}
+    if answer.success:
+        z = read_pointcloud(answer.points)["points"][:, 2]
+        record["on_floor"] = float(np.mean(np.abs(z) < 0.05)) if len(z) else 0.0
+    return record
+
+
+def floor_query_text(record: dict) -> str:
+    return (f"{record['instances']} instance(s), {record['on_floor']:.0%} of the top one's "
+            "points within 5 cm of the floor (decided by geometry: floor_frame odom)"
+            if record["success"] else record["message"])
+
+
 def run_map_mode(demo, size, make_client) -> List[dict]:
     """Step 4 of the demo (see the module docstring); returns the map query records.
     ``demo``: the running lsm_tools.demo.Demo; ``make_client(cameras, depth)``: its
@@ -113,7 +133,8 @@ def run_map_mode(demo, size, make_client) -> List[dict]:
     stamps = [3000.0 + 0.5 * i for i in range(len(views))]
     odometry = demo.odometry(stamps, views, "camera_optical")
     extra = ["-p", "keyframe_interval:=1", "-p", "keyframe_min_seconds:=0.0",
-             "-p", "keyframe_min_translation:=0.0", "-p", "depth_topics:=[/demo/camera/depth]"]
+             "-p", "keyframe_min_translation:=0.0", "-p", "depth_topics:=[/demo/camera/depth]",
+             "-p", "floor_frame:=odom"]  # the room's floor is odom's z = 0 (as base_footprint's)
     proc = demo.start_node("mono", ["/demo/camera/image"], extra)
     client = make_client(["/demo/camera"], depth=True)
     records: List[dict] = []
@@ -145,6 +166,12 @@ def run_map_mode(demo, size, make_client) -> List[dict]:
                 f"{r['instances']} instance(s), nearest {r.get('nearest_error_m', float('nan')):.2f} m "
                 f"from the true centre, {r['false_instances']} false" if r["success"]
                 else r["message"]))
+        floor = call_query(client.node, "floor", scope=SCOPE_MAP, timeout=a.timeout,
+                           server_process=proc)
+        demo.map_floor_query = floor_query_record(floor)
+        demo.say("  map query 'floor': " + floor_query_text(demo.map_floor_query))
+        if not floor.success or demo.map_floor_query["on_floor"] < 0.9:
+            demo.problems.append(f"map: the floor query missed the floor ({floor.message})")
         saved = call_trigger(client.node, "/lsm_node/save_map", timeout=a.timeout,
                              server_process=proc)
         if not saved.success:

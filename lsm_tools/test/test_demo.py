@@ -66,6 +66,9 @@ def test_demo_builds_queries_saves_and_draws_the_map(demo_run):
     assert labels[:5] == ["sofa", "couch", "bed", "table", "chair"] and labels[5] == "couch"
     assert sum(q["success"] for q in summary["map_queries"]) >= 3  # some objects are found
     assert "map query 'couch'" in run.stdout
+    floor = summary["map_floor_query"]  # decided by geometry (floor_frame odom)
+    assert floor["success"] and floor["on_floor"] > 0.9, floor
+    assert "map query 'floor'" in run.stdout
     meta = json.loads((out / "map" / "map.json").read_text())
     assert meta["frame"] == "odom" and meta["units"] == "m" and meta["voxels"] > 1000
     picture = cv2.imread(str(out / "map_topdown.png"))
