@@ -49,7 +49,6 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.qos_overriding_options import QoSOverridingOptions
 
-from lsm.geometry.floor import FLOOR_LABEL
 from lsm.image_checks import image_problem, pair_problem
 from lsm_ros import messages
 from lsm_ros import query as query_logic
@@ -430,6 +429,8 @@ class LsmNode(LifecycleNode):
             return query_logic.reject(response, reason)
         if len(vmap) == 0:
             return query_logic.reject(response, f"the map is empty ({self._worker.map_fusion.note})")
+        from lsm.geometry.floor import FLOOR_LABEL  # not at start: lsm.geometry loads torch
+
         label = request.label.strip()
         threshold = query_logic.effective_threshold(request, settings)
         perception = self._worker.perception
