@@ -241,8 +241,10 @@ class VoxelMap:
             return {"position": self.position[used].copy(), "color": self.color[used].copy(),
                     "feature": self.feature[used].copy(), "weight": self.weight[used].copy(),
                     "count": self.count[used].copy(), "last_seen": self.last_seen[used].copy(),
-                    "key": self._key[used].copy(), "floor": _floor_share(
-                        self.floor_votes[used], self.floor_weight[used])}
+                    "key": self._key[used].copy(),
+                    "floor_weight": self.floor_weight[used].copy(),
+                    "floor_votes": self.floor_votes[used].copy(),
+                    "floor": _floor_share(self.floor_votes[used], self.floor_weight[used])}
 
     def instances(self, similarity: Callable[[np.ndarray], np.ndarray], label: str,
                   threshold: float = 0.5, min_voxels: int = 5, link: int = 1,
@@ -307,10 +309,7 @@ class VoxelMap:
         record["label"] = label_ids if label_ids is not None else 0
         record["weight"], record["count"] = data["weight"], data["count"]
         record["last_seen"] = data["last_seen"]
-        with self.lock:
-            used = np.flatnonzero(self.used)
-            record["floor_weight"], record["floor_votes"] = (self.floor_weight[used],
-                                                             self.floor_votes[used])
+        record["floor_weight"], record["floor_votes"] = data["floor_weight"], data["floor_votes"]
         for i in range(self.feature_dim):
             record[f"feature_{i}"] = data["feature"][:, i]
         ply, meta = folder / "map.ply", folder / "map.json"
