@@ -78,11 +78,11 @@ def _on_plane(pts, normals, up, offset, tolerance, max_tilt_deg) -> np.ndarray:
 
 
 def _refit(pts, normals, up, offset, search, tolerance, max_tilt_deg, min_points: int = 50,
-           max_correction_deg: float = FLOOR_MAX_CORRECTION_DEG, step_deg: float = 0.5):
+           max_correction_deg: float = FLOOR_MAX_CORRECTION_DEG, step_deg: float = 1.0):
     """The floor plane (unit normal, offset) refitted near the prior (``up``, ``offset``):
     among the up-facing points within ``search`` of the prior, the slab ``tolerance`` / 2
     thick that holds the most of them (normals tilted up to ``max_correction_deg`` from
-    the prior on a ``step_deg`` grid, every height in the window; ties: the smaller
+    the prior on a ``step_deg`` grid, every height in the window, on up to 1,000 of them; ties: the smaller
     correction), then least squares on that slab's points. A vote first: a cabinet plinth
     or a few stray points near the floor do not tilt it. Fewer than ``min_points``
     candidates: the prior."""
@@ -90,7 +90,7 @@ def _refit(pts, normals, up, offset, search, tolerance, max_tilt_deg, min_points
     sample = pts[chosen]
     if len(sample) < min_points:
         return up, offset
-    sample = sample[:: max(1, len(sample) // 3000)]  # enough for a plane, bounded cost
+    sample = sample[:: max(1, len(sample) // 1000)]  # enough for a vote, bounded cost
     e1 = np.cross(up, [1.0, 0.0, 0.0] if abs(up[0]) < 0.9 else [0.0, 1.0, 0.0])
     e1 /= np.linalg.norm(e1)
     e2 = np.cross(up, e1)
