@@ -777,8 +777,8 @@ def _quiet_stop_signals(ignore: bool = False) -> None:
         del frame
         _STOP.append(signum)
 
-    _STOP.clear()
-
+    if not ignore:  # a fresh start (embedded use may run the node twice)
+        _STOP.clear()
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
             signal.signal(sig, signal.SIG_IGN if ignore else stopping)

@@ -27,7 +27,8 @@ from lsm_ros.interfaces import endpoint
 @contextmanager
 def unless_stopping(node) -> Iterator[None]:
     """Publish from a timer or the worker while Ctrl-C may be shutting the context down: a
-    publisher whose context is gone raises; that is dropped, every other error raises."""
+    publisher whose context is gone raises; that is dropped, every other error raises.
+    The one rule for every publishing path of the node."""
     try:
         yield
     except Exception:
@@ -133,7 +134,7 @@ class OutputPublisher:
         # 3-D outputs: in the result's frame (world_frame through TF) or view 0's optical one
         spatial = messages.copy_header(header0, rec.frame) if rec.frame else header0
         c2w = rec.c2w.cpu().numpy().astype("float64")
-        try:
+        with unless_stopping(self._node):
             self._points.publish(messages.cloud_msg(cloud, spatial))
             self._poses.publish(messages.pose_array_msg(c2w, spatial))
             self._camera_pose.publish(messages.camera_pose_msg(rec, c2w[1], spatial))
@@ -146,9 +147,7 @@ class OutputPublisher:
                 self._tf.sendTransform(messages.transform_msgs(relative, header0, child))
             if self._detections.get_subscription_count() > 0:
                 self._detections.publish(messages.detection_array_msg(class_boxes(cloud), spatial))
-        except Exception:
-            if self._node.context.ok():
-                raise
+        if not self._node.context.ok():  # stopped while publishing
             return
         with self._lock:
             self._latest = LatestReconstruction(rec, cloud, (header0, header1), time.monotonic(),
@@ -167,12 +166,10 @@ class OutputPublisher:
         if not self._node.context.ok():
             return
         header0, _ = self.output_headers(job.headers)
-        try:
+        with unless_stopping(self._node):
             for name, msg in messages.image_msgs(images, header0).items():
                 self._images[name].publish(msg)
-        except Exception:
-            if self._node.context.ok():
-                raise
+        if not self._node.context.ok():  # stopped while publishing
             return
         self.last_image_latency = time.monotonic() - job.enqueued
 

@@ -421,41 +421,34 @@ def measure_paper_precisions(device: torch.device, repeats: int = 2,
     runs: Dict[str, List[Dict[str, float]]] = {n: [] for n in names}
     memory: Dict[str, PeakMemory] = {}
     outputs = {}
+
+    def forward(name: str, dtype, r: int) -> None:  # one timed pass, kept after the warm-up
+        ctx = (contextlib.nullcontext() if dtype is None
+               else torch.autocast(device_type=device.type, dtype=dtype))
+        t: Dict[str, float] = {}
+        mem = PeakMemory(device)
+        with torch.no_grad(), ctx, stage_timers(model, device, t), mem:
+            _sync(device)
+            t0 = time.perf_counter()
+            out = model(img1, img2)
+            _sync(device)
+            t["total"] = time.perf_counter() - t0
+        if r > 0:
+            runs.setdefault(name, []).append(t)
+        memory[name] = mem
+        outputs[name] = (torch.cat([out.pts1, out.pts2]).float(), out.semantic_2d.float())
+
+    dtypes = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
     for r in range(repeats + 1):
         for name in names:
-            dtype = torch.bfloat16 if name == "bf16" else torch.float16
-            ctx = (contextlib.nullcontext() if name == "fp32"
-                   else torch.autocast(device_type=device.type, dtype=dtype))
-            t: Dict[str, float] = {}
-            mem = PeakMemory(device)
-            with torch.no_grad(), ctx, stage_timers(model, device, t), mem:
-                _sync(device)
-                t0 = time.perf_counter()
-                out = model(img1, img2)
-                _sync(device)
-                t["total"] = time.perf_counter() - t0
-            if r > 0:
-                runs[name].append(t)
-            memory[name] = mem
-            outputs[name] = (torch.cat([out.pts1, out.pts2]).float(), out.semantic_2d.float())
+            forward(name, dtypes[name], r)
     stored = STORED_BF16
     if "bf16" in names and device.type == "cpu":  # what Perception.load does for bf16 (last:
         from lsm.perception import store_autocast_weights  # it changes the model for good)
 
         store_autocast_weights(model)
-        runs[stored] = []
         for r in range(repeats + 1):
-            t = {}
-            mem = PeakMemory(device)
-            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16), \
-                    stage_timers(model, device, t), mem:
-                t0 = time.perf_counter()
-                out = model(img1, img2)
-                t["total"] = time.perf_counter() - t0
-            if r > 0:
-                runs[stored].append(t)
-        memory[stored] = mem
-        outputs[stored] = (torch.cat([out.pts1, out.pts2]).float(), out.semantic_2d.float())
+            forward(stored, torch.bfloat16, r)
         names.append(stored)
     rows = []
     for name in names:

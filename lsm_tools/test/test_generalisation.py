@@ -126,34 +126,23 @@ def _tilted(T: np.ndarray, degrees: float, lift: float) -> np.ndarray:
 @pytest.mark.slow
 def test_the_robots_depth_and_floor_frame_decide_the_floor_label(held_out_floor):
     """On the real held-out pairs the model's own floor label scores IoU 0.10 against the
-    geometric floor (lsm-eval --suite). With what a robot has (both depth images, CameraInfo, the floor frame
-    from TF) the floor is decided by lsm.geometry.floor. The truth is built from the same
+    geometric floor (lsm-eval --suite). With what a robot has (both depth images,
+    CameraInfo, the floor frame from TF) the floor is decided by lsm.geometry.floor. The truth is built from the same
     depth images, so the exact floor frame only checks that depth fusion, the per-view
     floor poses and the labels carry the floor through; a floor frame 2 deg off level and
     2 cm too low (a robot's calibration error) must still find most of it."""
-    from lsm.metric import PairSensors
     from lsm.perception import Perception
 
     perception = Perception.load()
     pairs, height = held_out_floor
     pairs = pairs[::3]
-    names = list(g.CLASS_NAMES)
     scores = {}
     for name, change in (("exact", lambda T: T), ("off", lambda T: _tilted(T, 2.0, 0.02))):
         inter = union = 0
-        for p in pairs:
+        for p in pairs:  # (raises where the floor was not decided)
             poses = tuple(change(g.floor_frame_pose(p, height, v)) for v in range(2))
-            sensors = PairSensors(K=tuple(p.K), depth=tuple(p.depth), floor_pose=poses)
-            rec = perception.reconstruct([(p.images[0], p.images[1])], sensors=[sensors])[0]
-            assert rec.metric and rec.floor is not None, rec.floor_detail
-            for v in range(2):
-                true = rec.transforms[v].to_model(np.asarray(p.depth[v], np.float32), nearest=True,
-                                                  fill=0.0)
-                K_model = rec.transforms[v].intrinsics_to_model(np.asarray(p.K[v], np.float64))
-                truth = g.floor_truth(true, K_model, p.c2w[v], p.up, height)
-                mine = (perception.label_map(rec, names, v)[0].cpu().numpy() == g.FLOOR) & (true > 0)
-                inter += int((truth & mine).sum())
-                union += int((truth | mine).sum())
+            i, u = g.floor_with_sensors(perception, p, height, floor_poses=poses)
+            inter, union = inter + i, union + u
         scores[name] = inter / union
     print(f"floor IoU with depth + floor frame: exact {scores['exact']:.2f}, "
           f"2 deg / 2 cm off {scores['off']:.2f} (the model's labels alone: 0.10)")

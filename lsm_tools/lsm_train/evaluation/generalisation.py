@@ -184,26 +184,38 @@ def floor_frame_pose(p: "TruthPair", floor_z: float, view: int = 0) -> np.ndarra
     return F @ np.asarray(p.c2w[view], np.float64)
 
 
-def _floor_with_sensors(perception, p: "TruthPair", floor_z: float, two_view_pose: bool):
-    """(intersection, union) of the floor label against the geometric truth when the robot's
-    sensors are given: both depth images, CameraInfo and the floor frame (lsm.geometry.floor)."""
-    from lsm.metric import PairSensors
-
-    sensors = PairSensors(K=tuple(np.asarray(k, np.float64) for k in p.K),
-                          depth=tuple(np.asarray(d, np.float32) for d in p.depth),
-                          floor_pose=(floor_frame_pose(p, floor_z, 0), floor_frame_pose(p, floor_z, 1)))
-    rec = perception.reconstruct([(p.images[0], p.images[1])], sensors=[sensors],
-                                 two_view_pose=two_view_pose)[0]
-    inter = union = 0
+def floor_overlap(rec, labels, p: "TruthPair", floor_z: float):
+    """(intersection, union, truth pixels) of the "floor" pixels of ``labels`` (two (S, S)
+    label maps of ``rec`` in CLASS_NAMES ids) against the geometric floor truth of ``p``."""
+    inter = union = truth_pixels = 0
     for v in range(2):
         true = rec.transforms[v].to_model(np.asarray(p.depth[v], np.float32), nearest=True, fill=0.0)
         K_model = rec.transforms[v].intrinsics_to_model(np.asarray(p.K[v], np.float64))
         truth = floor_truth(true, K_model, np.asarray(p.c2w[v], np.float64), p.up, floor_z)
-        labels = perception.label_map(rec, list(CLASS_NAMES), v)[0].cpu().numpy()
-        mine = (labels == FLOOR) & (true > 0)
+        mine = (labels[v] == FLOOR) & (true > 0)
         inter += int((truth & mine).sum())
         union += int((truth | mine).sum())
-    return inter, union
+        truth_pixels += int(truth.sum())
+    return inter, union, truth_pixels
+
+
+def floor_with_sensors(perception, p: "TruthPair", floor_z: float, two_view_pose: bool = True,
+                       floor_poses=None):
+    """(intersection, union) of the floor label against the geometric truth when the robot's
+    sensors are given: both depth images, CameraInfo and the floor frame (lsm.geometry.floor;
+    ``floor_poses``: the views' poses in it, default the true ones)."""
+    from lsm.metric import PairSensors
+
+    poses = floor_poses or tuple(floor_frame_pose(p, floor_z, v) for v in range(2))
+    sensors = PairSensors(K=tuple(np.asarray(k, np.float64) for k in p.K),
+                          depth=tuple(np.asarray(d, np.float32) for d in p.depth),
+                          floor_pose=poses)
+    rec = perception.reconstruct([(p.images[0], p.images[1])], sensors=[sensors],
+                                 two_view_pose=two_view_pose)[0]
+    if not rec.metric or rec.floor is None:
+        raise ValueError(f"{p.name}: the floor was not decided ({rec.floor_detail})")
+    labels = [perception.label_map(rec, list(CLASS_NAMES), v)[0].cpu().numpy() for v in range(2)]
+    return floor_overlap(rec, labels, p, floor_z)[:2]
 
 
 def floor_plane(pairs: Sequence[TruthPair]):
@@ -341,16 +353,9 @@ def evaluate_pair(perception, p: TruthPair, labels: Sequence[str] = CLASS_NAMES,
                                             torch.from_numpy(gt), len(names)).numpy()
     # floor against geometric truth
     if floor_z is not None:
-        inter = union = 0
-        for v in range(2):
-            K_model = rec.transforms[v].intrinsics_to_model(np.asarray(p.K[v], np.float64))
-            truth_floor = floor_truth(true[v], K_model, np.asarray(p.c2w[v], np.float64), p.up, floor_z)
-            mine = (pred_labels[v] == FLOOR) & (true[v] > 0)
-            inter += int((truth_floor & mine).sum())
-            union += int((truth_floor | mine).sum())
-            row["floor_truth_pixels"] = row.get("floor_truth_pixels", 0) + int(truth_floor.sum())
-        row["floor_intersection"], row["floor_union"] = inter, union
-        row["floor_sensors_intersection"], row["floor_sensors_union"] = _floor_with_sensors(
+        row["floor_intersection"], row["floor_union"], row["floor_truth_pixels"] = floor_overlap(
+            rec, pred_labels, p, floor_z)
+        row["floor_sensors_intersection"], row["floor_sensors_union"] = floor_with_sensors(
             perception, p, floor_z, two_view_pose)
     # cross-view consistency (at the original resolution, labels carried by true geometry)
     full = [rec.transforms[v].to_original(pred_labels[v], nearest=True, fill=255) for v in range(2)]
