@@ -90,6 +90,24 @@ def store_autocast_weights(model, dtype=torch.bfloat16) -> int:
     return converted
 
 
+def release_unused_weights(model) -> int:
+    """Free the weights the runtime never runs; returns how many parameters were freed.
+
+    The paper configuration's LSeg holds a whole CLIP ViT-B/32, of which only the text tower
+    is used (label embeddings; LSeg's image features come from its own ViT-L): its image
+    tower (88 M parameters, 335 MiB in fp32) is replaced by an identity. The model's state
+    dict then lacks ``clip_pretrained.visual.*``: do not save weights from it."""
+    import torch.nn as nn
+
+    clip = getattr(getattr(model, "lseg_feature_extractor", None), "clip_pretrained", None)
+    visual = getattr(clip, "visual", None)
+    if visual is None or isinstance(visual, nn.Identity):
+        return 0
+    freed = sum(p.numel() for p in visual.parameters())
+    clip.visual = nn.Identity()
+    return freed
+
+
 def _cpu_has_bf16() -> bool:
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
@@ -122,6 +140,7 @@ class Perception:
         dev = resolve_device(device)
         torch.set_num_threads(cpu_threads or max(1, os.cpu_count() or 1))
         model = weights.load_model(dev)
+        release_unused_weights(model)
         perception = cls(model, precision)
         if perception.precision == "bf16" and dev == "cpu":  # the model is ours alone
             perception.bf16_stored = store_autocast_weights(model)

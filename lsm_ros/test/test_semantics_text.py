@@ -174,3 +174,25 @@ def test_clip_from_weights_errors(tmp_path, random_clip):
     torch.save(wrong, wrong_path)
     with pytest.raises(ValueError, match="wrong shapes"):
         ClipTextEncoder.from_weights(wrong_path)
+
+
+def test_the_runtime_frees_the_clip_image_tower_and_keeps_the_text_embeddings(random_clip):
+    """The paper LSeg carries a whole CLIP; lsm_node runs only its text tower
+    (lsm.perception.release_unused_weights): the image tower's weights go, label embeddings
+    stay bit-identical, and a model without one is left alone."""
+    from lsm.perception import release_unused_weights
+
+    holder = torch.nn.Module()
+    holder.lseg_feature_extractor = torch.nn.Module()
+    holder.lseg_feature_extractor.clip_pretrained = copy.deepcopy(random_clip)
+    labels = ["chair", "coffee table", "floor"]
+    before = ClipTextEncoder(holder.lseg_feature_extractor.clip_pretrained).encode(labels)
+    image_tower = sum(p.numel() for p in random_clip.visual.parameters())
+    total = sum(p.numel() for p in holder.parameters())
+    assert release_unused_weights(holder) == image_tower > 80_000_000
+    assert sum(p.numel() for p in holder.parameters()) == total - image_tower
+    assert not any(".visual." in k for k in holder.state_dict())
+    after = ClipTextEncoder(holder.lseg_feature_extractor.clip_pretrained).encode(labels)
+    assert torch.equal(before, after)
+    assert release_unused_weights(holder) == 0
+    assert release_unused_weights(torch.nn.Linear(2, 2)) == 0

@@ -19,6 +19,10 @@ Stage times are medians over ``--repeats`` runs after one warm-up, wall-clock se
 on CUDA every stage boundary synchronises.  Writes ``benchmark.json``, ``benchmark.md`` (also
 printed) and ``benchmark.png`` into ``--out``.
 
+With ``--paper --official PATH`` the same run also times the official NVlabs/LSM forward pass
+(a local checkout; :mod:`lsm_tools.official_benchmark`, in its own process, on CPU) with the paper
+model's weights and pair, and prints ours / official for time and peak memory.
+
 With ``--live`` the same run also starts lsm_node over DDS (:mod:`lsm_tools.live_benchmark`:
 defaults, bf16 and the pre-freshness defaults at 4 and 30 Hz offered: published pairs/s,
 latency publish -> cloud, staleness) and adds its table.
@@ -394,17 +398,20 @@ STORED_BF16 = "bf16, weights stored in bf16"
 
 def measure_paper_precisions(device: torch.device, repeats: int = 2,
                              checkpoint: Optional[str] = None,
-                             config=None) -> Dict[str, object]:
+                             config=None, export_dir: Optional[Path] = None) -> Dict[str, object]:
     """The paper configuration's forward pass (random weights unless ``checkpoint``) on one
     random 256x256 pair, in each precision that runs on ``device``, alternating: seconds
     per stage (medians), peak / working memory, and how far bf16's pointmaps and 2-D
     semantic features are from fp32's. On a CPU with bf16, last, as the node runs it: the
     transformer weights stored in bf16 (lsm.perception.store_autocast_weights; its
     outputs' largest difference from bf16's is reported, 0 when bit-identical).
-    ``config``: another configuration (tests)."""
+    ``config``: another configuration (tests). ``export_dir``: also write the model's whole
+    state dict (``state_dict.pt``, before :func:`lsm.perception.release_unused_weights` and
+    the bf16 weight storage) and the pair with our fp32 pointmaps (``inputs.pt``) there,
+    for :func:`lsm_tools.official_benchmark.measure_official`."""
     from lsm.config import paper
     from lsm.model.lsm import LSM
-    from lsm.perception import effective_precision
+    from lsm.perception import effective_precision, release_unused_weights
     from lsm.specs import PRECISIONS
 
     if checkpoint:
@@ -414,6 +421,9 @@ def measure_paper_precisions(device: torch.device, repeats: int = 2,
     else:
         torch.manual_seed(0)
         model = LSM(config or paper()).to(device).eval()
+    if export_dir is not None:  # the whole model, before the runtime frees what it never runs
+        torch.save(model.state_dict(), Path(export_dir) / "state_dict.pt")
+    release_unused_weights(model)  # as Perception.load does, in every precision
     size = model.config.image_size
     gen = torch.Generator().manual_seed(0)
     img1, img2 = (torch.rand(1, 3, size, size, generator=gen).to(device) for _ in range(2))
@@ -442,6 +452,9 @@ def measure_paper_precisions(device: torch.device, repeats: int = 2,
     for r in range(repeats + 1):
         for name in names:
             forward(name, dtypes[name], r)
+    if export_dir is not None:
+        torch.save({"img1": img1.cpu(), "img2": img2.cpu(), "pts": outputs["fp32"][0].cpu()},
+                   Path(export_dir) / "inputs.pt")
     stored = STORED_BF16
     if "bf16" in names and device.type == "cpu":  # what Perception.load does for bf16 (last:
         from lsm.perception import store_autocast_weights  # it changes the model for good)
@@ -471,6 +484,33 @@ def measure_paper_precisions(device: torch.device, repeats: int = 2,
     return {"weights": checkpoint or f"random ({model.config.name} configuration)",
             "image_size": size,
             "rows": rows}
+
+
+def measure_paper_official(device: torch.device, official: Path, deps: Optional[Path] = None,
+                           repeats: int = 2, checkpoint: Optional[str] = None,
+                           log: Callable[[str], None] = print) -> Dict[str, object]:
+    """:func:`measure_paper_precisions`, then the official NVlabs/LSM forward pass at ``official``
+    (a local checkout) with the same weights and pair, fp32, in its own process with this
+    process' torch threads (:func:`lsm_tools.official_benchmark.measure_official`). Adds
+    "official" (its seconds, peak memory, pointmap difference from ours, and "ratios": ours /
+    official per precision row) to the paper result. The official code runs on CPU only."""
+    import tempfile
+
+    from lsm_tools.official_benchmark import measure_official, ratios
+
+    if device.type != "cpu":
+        result = measure_paper_precisions(device, repeats, checkpoint)
+        result["official_skipped"] = "the official code is run on CPU only here (CUDA shims absent)"
+        return result
+    with tempfile.TemporaryDirectory(prefix="lsm_paper_") as tmp:
+        result = measure_paper_precisions(device, repeats, checkpoint, export_dir=Path(tmp))
+        log("official NVlabs/LSM forward (separate process)")
+        official_result = measure_official(official, Path(tmp) / "state_dict.pt", Path(tmp) / "inputs.pt",
+                                           repeats=repeats, deps=deps, threads=torch.get_num_threads(),
+                                           log=log)
+    official_result["ratios"] = ratios(result["rows"], official_result)
+    result["official"] = official_result
+    return result
 
 
 def measure_resolutions(perception, pairs, device, sizes, repeats,
@@ -759,6 +799,38 @@ def _paper_lines(paper: Dict[str, object]) -> List[str]:
         lines.append(f"| {row['precision']} | " + " | ".join(f"{st[k]:.2f}" for k in keys)
                      + f" | {row['peak_memory_bytes'] / 2 ** 20:.0f} / "
                        f"{row['working_memory_bytes'] / 2 ** 20:.0f} | {diff} |")
+    if paper.get("official"):
+        lines += _official_lines(paper)
+    elif paper.get("official_skipped"):
+        lines.append(f"\nOfficial NVlabs/LSM not run: {paper['official_skipped']}.")
+    return lines
+
+
+def _official_lines(paper: Dict[str, object]) -> List[str]:
+    off = paper["official"]
+    mib = 2 ** 20
+    source = (f"commit {off['official_commit'][:12]} at {off['official_path']}" if off.get("official_commit")
+              else f"{off['official_path']}, commit unknown: no .git")
+    out = off.get("outputs", {})
+    if "pts3d_rel_diff" in out:
+        check = (f"pointmaps vs ours (fp32): max abs diff {out['pts3d_max_abs_diff']:.1e}, "
+                 f"relative {out['pts3d_rel_diff']:.1e} "
+                 + ("(same weights confirmed)" if out["equivalent"] else
+                    f"(**not** within {out['tolerance']:g}: not the same computation, ratios doubtful)"))
+    else:
+        check = "pointmaps not compared"
+    lines = ["", f"Official NVlabs/LSM forward pass ({source}), fp32, the same weights and pair, in its "
+                 f"own process ({off['threads']} threads, CPU shims: lsm_tools.official_benchmark): "
+                 f"{off['forward_s']:.2f} s (runs {', '.join(f'{x:.2f}' for x in off['runs_s'])}), "
+                 f"peak / working memory {off['peak_rss_bytes'] / mib:.0f} / "
+                 f"{off['working_bytes'] / mib:.0f} MiB; {check}.", "",
+             "| ours: precision | ours s | official fp32 s | time ours / official | ours peak MiB | "
+             "official peak MiB | peak ours / official |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for row in paper["rows"]:
+        r = off["ratios"][row["precision"]]
+        lines.append(f"| {row['precision']} | {row['stages_s']['total']:.2f} | {off['forward_s']:.2f} | "
+                     f"{r['time']:.2f} | {row['peak_memory_bytes'] / mib:.0f} | "
+                     f"{off['peak_rss_bytes'] / mib:.0f} | {r['peak_memory']:.2f} |")
     return lines
 
 
@@ -896,10 +968,31 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                              "weights, or --paper-checkpoint) in fp32 and bf16 (~1 min)")
     parser.add_argument("--paper-checkpoint", default=None,
                         help="a converted paper model for --paper (lsm-convert)")
+    parser.add_argument("--official", type=Path, default=None,
+                        help="with --paper: a local NVlabs/LSM checkout (with submodules); also time its "
+                             "forward pass on CPU with the same weights and pair, in its own process, "
+                             "and print ours / official (~3 min more)")
+    parser.add_argument("--official-deps", type=Path, default=None,
+                        help="a folder put first on the official run's sys.path: packages it needs that "
+                             "this venv lacks (pip install --target DIR einops addict openai-clip pandas)")
+    parser.add_argument("--official-worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--live", action="store_true",
                         help="also run lsm_node live over DDS (lsm-benchmark-live --compare: "
                              "pairs/s, latency, staleness at 4 and 30 Hz offered; ~4 min)")
     args = parser.parse_args(argv)
+    if args.official_worker:  # the official run's own process (lsm_tools.official_benchmark)
+        from lsm_tools.official_benchmark import worker_main
+
+        return worker_main(args.official_worker, PeakMemory)
+    if args.official is not None:
+        if not args.paper:
+            parser.error("--official needs --paper")
+        from lsm_tools.official_benchmark import OfficialCheckoutError, OfficialDependencyError, check_official
+
+        try:  # seconds now rather than a failure after the whole run
+            check_official(args.official, args.official_deps)
+        except (OfficialCheckoutError, OfficialDependencyError) as exc:
+            parser.error(str(exc))
 
     settings = BenchmarkSettings.quick() if args.quick else BenchmarkSettings()
     for field, value in (("repeats", args.repeats), ("batch_sizes", args.batch_sizes),
@@ -926,8 +1019,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for dev in result["devices"]:
             print(f"lsm-benchmark: [{dev['machine']['device']}] paper configuration",
                   file=sys.stderr, flush=True)
-            dev["paper"] = measure_paper_precisions(torch.device(dev["machine"]["device"]),
-                                                    checkpoint=args.paper_checkpoint)
+            device = torch.device(dev["machine"]["device"])
+            if args.official is not None:
+                dev["paper"] = measure_paper_official(
+                    device, args.official, args.official_deps, checkpoint=args.paper_checkpoint,
+                    log=lambda m: print(f"lsm-benchmark: {m}", file=sys.stderr, flush=True))
+            else:
+                dev["paper"] = measure_paper_precisions(device, checkpoint=args.paper_checkpoint)
     if args.live:
         from lsm_tools import live_benchmark  # ROS: imported only when asked for
 
