@@ -80,6 +80,12 @@ class PTv3Config:
     # weights; "sum" = skip + up-sampled features, the evident intent, used by the
     # embedded tiny model (trained that way).
     decoder_cpe_input: str = "skip"
+    # The points the transformer sees: every ``point_stride``-th pixel of each view in each
+    # direction (1 = every pixel, as the paper). With 2 it sees a quarter of the points and
+    # its features are bilinearly up-sampled to every pixel before the Gaussian head (about
+    # 4x less point-transformer work); weights must be trained for it (lsm-train
+    # --point-stride, docs/training.md).
+    point_stride: int = 1
 
 
 @dataclass(frozen=True)

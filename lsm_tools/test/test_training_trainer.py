@@ -197,3 +197,31 @@ def test_stages_that_read_no_target_view_train_on_the_same_context_pairs_without
         for va, vb in zip(a.context, b.context):
             assert np.array_equal(va.image, vb.image) and np.array_equal(va.depth, vb.depth)
             assert np.array_equal(va.labels, vb.labels) and np.allclose(va.c2w, vb.c2w)
+
+
+def test_point_stride_distillation_moves_only_the_point_transformer_towards_the_teacher(setup, tmp_path):
+    """``lsm-train --point-stride 2``: a student whose point transformer sees every other
+    pixel is fitted to the teacher's per-pixel point features; only its point transformer
+    moves, the teacher stays as loaded, and the distillation loss falls on a repeated batch."""
+    from lsm_train.training.train import point_student
+
+    dataset, emb = setup
+    torch.manual_seed(0)
+    teacher_file = save_checkpoint(LSM(micro_config(32)), tmp_path / "teacher.pt")
+    student, loss_fn = point_student(load_model(teacher_file), 2, str(teacher_file))
+    assert student.config.ptv3.point_stride == 2
+    teacher = loss_fn.keywords["teacher"]
+    assert teacher.config.ptv3.point_stride == 1
+    frozen = {k: v.clone() for k, v in teacher.state_dict().items()}
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    repeated = torch.utils.data.Subset(dataset, [0, 1] * 20)
+    cfg = TrainConfig(steps=20, batch_size=2, lr=3e-3, warmup=1, workers=0, log_every=5,
+                      ckpt_every=100, train_only=("point_transformer",))
+    Trainer(student, repeated, collate, emb, cfg, tmp_path / "distil", loss_fn=loss_fn).train(progress=False)
+    rows = list(csv.DictReader(open(tmp_path / "distil" / "metrics.csv")))
+    loss = [float(r["point_distill"]) for r in rows]
+    assert len(loss) == 20 and {"point_cosine", "loss"} <= set(rows[0])
+    assert sum(loss[-4:]) < 0.7 * sum(loss[:4]), loss
+    moved = {k for k, v in student.state_dict().items() if not torch.equal(before[k], v)}
+    assert moved and all(k.startswith("point_transformer.") for k in moved), sorted(moved)[:5]
+    assert all(torch.equal(frozen[k], v) for k, v in teacher.state_dict().items())

@@ -11,7 +11,8 @@ Forward pass (shapes for batch B, image S x S, N = 2*S*S Gaussians):
 2. 2-D semantic features (B*2, D_text, S/2, S/2) -> tokens (AvgPool) and, reduced to F
    channels at full resolution, a per-pixel residual for the Gaussian features;
 3. merged, detached points normalised to the unit cube with their colours -> point
-   transformer (with cross-attention to both token sets) -> per-point features;
+   transformer (with cross-attention to both token sets) -> per-point features (with
+   ``ptv3.point_stride`` s > 1: over every s-th pixel of each view, then up-sampled);
 4. Gaussian head -> one Gaussian per pixel, centred on the (unnormalised) pointmap.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..config import LSMConfig, get_config
@@ -69,6 +71,10 @@ class LSM(nn.Module):
     def __init__(self, config: LSMConfig):
         super().__init__()
         self.config = config
+        stride = config.ptv3.point_stride
+        if stride < 1 or config.image_size % stride:
+            raise ValueError(f"ptv3.point_stride must be a positive divisor of image_size "
+                             f"{config.image_size}, got {stride}")
         sem = config.semantic
         self.dust3r = GeometryBackbone(config.encoder, config.decoder, config.dpt, config.image_size)
         self.point_transformer = PointTransformer(
@@ -171,17 +177,41 @@ class LSM(nn.Module):
         Returns the Gaussians (B, 2*S*S per sample).
         """
         B, _, H, W = img1.shape
-        tokens = self.tokenizer(sem)  # (2B, D, h, w)
-        tokens = tokens.unflatten(0, (2, B)).permute(1, 0, 3, 4, 2).reshape(B, -1, sem.shape[1])
         residual = self.feature_reduction(sem)  # (2B, F, H, W)
         residual = residual.unflatten(0, (2, B)).permute(1, 0, 3, 4, 2).reshape(B, 2 * H * W, -1)
-
         rgb = torch.stack([img1, img2], dim=1).permute(0, 1, 3, 4, 2).reshape(B, 2 * H * W, 3)
+        point_feat = self.point_features(points, rgb, H, W, enc_tokens, sem)
+        return self.gaussian_head(point_feat, points, rgb, residual)
+
+    def point_features(self, points: torch.Tensor, rgb: torch.Tensor, H: int, W: int,
+                       enc_tokens: torch.Tensor, sem: torch.Tensor) -> torch.Tensor:
+        """Step 3: the point transformer's features (B, 2*H*W, C) of every pixel.
+
+        points / rgb (B, 2*H*W, 3) in (view, row, col) order (rgb in [0,1]). With
+        ``ptv3.point_stride`` s > 1 the transformer sees pixels (s*i, s*j) of each view and
+        the features of the pixels between are bilinear in the image (exact at the seen
+        pixels, the last s-1 rows and columns repeat the last seen ones).
+        """
+        B = points.shape[0]
+        tokens = self.tokenizer(sem)  # (2B, D, h, w)
+        tokens = tokens.unflatten(0, (2, B)).permute(1, 0, 3, 4, 2).reshape(B, -1, sem.shape[1])
         center = points.mean(dim=1, keepdim=True)
         scale = (points - center).abs().amax(dim=(1, 2), keepdim=True).clamp_min(1e-8)
         coord = (points - center) / scale
         feat = torch.cat([coord, rgb * 2 - 1], dim=-1)  # official: xyz + colour in [-1,1]
-        offset = torch.arange(1, B + 1, device=img1.device) * (2 * H * W)
-        point_feat = self.point_transformer(coord.reshape(-1, 3), feat.reshape(-1, 6), offset,
-                                            enc_tokens, tokens)
-        return self.gaussian_head(point_feat.reshape(B, 2 * H * W, -1), points, rgb, residual)
+        s = self.config.ptv3.point_stride
+        if s > 1:
+            feat = feat.reshape(B, 2, H, W, 6)[:, :, ::s, ::s]
+            h, w = feat.shape[2:4]
+            feat = feat.reshape(B, 2 * h * w, 6)
+            coord = feat[..., :3]
+        n = feat.shape[1]
+        offset = torch.arange(1, B + 1, device=points.device) * n
+        out = self.point_transformer(coord.reshape(-1, 3), feat.reshape(-1, 6), offset, enc_tokens, tokens)
+        if s == 1:
+            return out.reshape(B, n, -1)
+        grid = out.reshape(B * 2, h, w, -1).permute(0, 3, 1, 2)
+        grid = F.interpolate(grid, size=((h - 1) * s + 1, (w - 1) * s + 1), mode="bilinear",
+                             align_corners=True)  # pixel s*i reads sample i exactly
+        grid = F.pad(grid, (0, W - grid.shape[-1], 0, H - grid.shape[-2]), mode="replicate")
+        return grid.permute(0, 2, 3, 1).reshape(B, 2 * H * W, -1)

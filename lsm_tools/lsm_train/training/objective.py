@@ -199,3 +199,29 @@ def _backbone_stage_loss(model, batch: dict, class_embeddings: torch.Tensor, wei
                                          "residual_path")
     logs["loss"] = float(total.detach())
     return total, logs
+
+
+def point_distillation_loss(model, batch: dict, teacher) -> tuple[torch.Tensor, dict]:
+    """Fit ``model``'s point transformer to ``teacher``'s per-pixel point features.
+
+    For a student whose only difference is the point transformer's input (e.g.
+    ``ptv3.point_stride`` 2 against the teacher's 1): both read the teacher's geometry and
+    2-D semantic features of the context pair (the student's are the same frozen modules),
+    and the loss is the mean squared difference of the (B, 2*H*W, C) features divided by
+    the teacher's mean per-channel variance over the batch (so 1.0 = as far as the
+    teacher's own spread). Logs ``point_distill`` (that loss) and ``point_cosine`` (median
+    cosine similarity per pixel)."""
+    img1, img2 = batch["images"][:, 0], batch["images"][:, 1]
+    B, _, H, W = img1.shape
+    with torch.no_grad():
+        geo, sem = teacher.geometry(img1, img2)
+        points = torch.stack([geo.pts1, geo.pts2], dim=1).reshape(B, 2 * H * W, 3)
+        rgb = torch.stack([img1, img2], dim=1).permute(0, 1, 3, 4, 2).reshape(B, 2 * H * W, 3)
+        target = teacher.point_features(points, rgb, H, W, geo.enc_tokens, sem)
+    pred = model.point_features(points, rgb, H, W, geo.enc_tokens, sem)
+    spread = target.flatten(0, 1).var(dim=0).mean().clamp_min(1e-8)
+    loss = (pred - target).pow(2).mean() / spread
+    cosine = torch.nn.functional.cosine_similarity(pred.detach(), target, dim=-1).median()
+    logs = {"loss": float(loss.detach()), "point_distill": float(loss.detach()),
+            "point_cosine": float(cosine), "photometric": 0.0, "semantic": 0.0}
+    return loss, logs

@@ -46,6 +46,27 @@ def build_dataset(spec: str, size: int, seed: int, length: int, num_targets: int
     raise ValueError(f"unknown --data {spec!r}: use procedural, folder:PATH or scannet:PATH")
 
 
+def point_student(model: LSM, stride: int, teacher_weights: str):
+    """``model`` rebuilt with ``ptv3.point_stride = stride`` (same weights) and the loss that
+    distils its point transformer from the teacher (``teacher_weights``, frozen)."""
+    import dataclasses
+    from functools import partial
+
+    from .objective import point_distillation_loss
+
+    if not teacher_weights:
+        raise ValueError("--point-stride needs --teacher (or --init) weights to distil from")
+    cfg = model.config
+    student = LSM(dataclasses.replace(cfg, ptv3=dataclasses.replace(cfg.ptv3, point_stride=stride)))
+    student.load_state_dict(model.state_dict())
+    teacher = load_model(teacher_weights).eval()
+    if teacher.config.ptv3 != dataclasses.replace(cfg.ptv3, point_stride=teacher.config.ptv3.point_stride):
+        raise ValueError("the teacher's point transformer differs from the student's in more than point_stride")
+    for param in teacher.parameters():
+        param.requires_grad_(False)
+    return student, partial(point_distillation_loss, teacher=teacher)
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="lsm-train", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -73,6 +94,11 @@ def parse_args(argv=None):
     p.add_argument("--augment", action="store_true",
                    help="domain randomisation of procedural samples: zoom (field of view), "
                         "exposure, white balance, noise, blur, JPEG (lsm_train.data.augment)")
+    p.add_argument("--point-stride", type=int, default=0,
+                   help="distil a point transformer that sees every N-th pixel (ptv3.point_stride) "
+                        "from the --teacher model's (default: the --init weights); trains "
+                        "point_transformer only unless --train-only says otherwise")
+    p.add_argument("--teacher", default="", help="teacher weights for --point-stride")
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-progress", action="store_true")
     for name, default in vars(LossWeights()).items():
@@ -87,10 +113,12 @@ def main(argv=None) -> int:
     device = torch.device(a.device)
     distributed = setup_distributed(device)
     torch.manual_seed(a.seed)
+    train_only = tuple(x.strip() for x in a.train_only.split(",") if x.strip())
+    if a.point_stride and not train_only:
+        train_only = ("point_transformer",)
     cfg = TrainConfig(steps=a.steps, batch_size=a.batch_size, lr=a.lr, warmup=a.warmup, seed=a.seed,
                       workers=a.workers, log_every=a.log_every, ckpt_every=a.ckpt_every,
-                      render_scale=a.render_scale,
-                      train_only=tuple(x.strip() for x in a.train_only.split(",") if x.strip()),
+                      render_scale=a.render_scale, train_only=train_only,
                       weights=LossWeights(**{k: getattr(a, f"w_{k}") for k in vars(LossWeights())}))
     if a.init:
         model = load_model(a.init)
@@ -101,14 +129,17 @@ def main(argv=None) -> int:
         model = LSM(LSMConfig.from_dict(read_checkpoint_file(a.resume)["config"]))
     else:
         model = LSM(get_config(a.config))
+    loss_fn = None
+    if a.point_stride:
+        model, loss_fn = point_student(model, a.point_stride, a.teacher or a.init)
     dataset, collate = build_dataset(a.data, model.config.image_size, a.seed, a.dataset_size,
-                                     num_targets=1 if reads_target_views(cfg.weights) else 0,
+                                     num_targets=1 if reads_target_views(cfg.weights) and not loss_fn else 0,
                                      augment=a.augment)
     class_names = getattr(dataset, "class_names", None)
     if class_names is None:
         from ..data.sample import CLASS_NAMES as class_names
     class_embeddings = model.text_encoder().encode(list(class_names))
-    trainer = Trainer(model, dataset, collate, class_embeddings, cfg, a.out, device)
+    trainer = Trainer(model, dataset, collate, class_embeddings, cfg, a.out, device, loss_fn=loss_fn)
     if a.resume:
         trainer.resume(a.resume)
     history = trainer.train(progress=not a.no_progress)

@@ -13,7 +13,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 import torch.distributed as dist
@@ -116,8 +116,11 @@ class Trainer:
     """Train ``model`` on ``dataset`` (items collated by ``collate``) into ``out_dir``."""
 
     def __init__(self, model, dataset, collate, class_embeddings: torch.Tensor, cfg: TrainConfig,
-                 out_dir, device="cpu"):
+                 out_dir, device="cpu", loss_fn: Optional[Callable] = None):
+        """``loss_fn(model, batch) -> (loss, logs)`` replaces the LSM objective
+        (:func:`compute_loss` with ``cfg.weights``), e.g. a distillation loss."""
         self.cfg = cfg
+        self.loss_fn = loss_fn
         self.device = torch.device(device)
         self.out = Path(out_dir)
         self.rank, self.world = _dist_info()
@@ -184,8 +187,11 @@ class Trainer:
             lr = lr_at(self.step, cfg)
             for group in self.opt.param_groups:
                 group["lr"] = lr
-            loss, logs = compute_loss(self.model, batch, self.class_embeddings, cfg.weights,
-                                      cfg.render_scale)
+            if self.loss_fn is not None:
+                loss, logs = self.loss_fn(self.model, batch)
+            else:
+                loss, logs = compute_loss(self.model, batch, self.class_embeddings, cfg.weights,
+                                          cfg.render_scale)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             if self.world > 1:
@@ -256,7 +262,7 @@ def plot_history(history: list[dict], path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = [k for k in ("loss", "pointmap", "pointmap_relative", "photometric", "semantic", "distill",
+    keys = [k for k in ("loss", "pointmap", "pointmap_relative", "photometric", "semantic", "distill", "point_distill",
                         "distill_contrast", "semantic_contrast", "l1") if k in history[0]]
     steps = [h["step"] for h in history]
     fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 3), squeeze=False)
