@@ -66,25 +66,33 @@ def effective_precision(precision: str, device: str) -> Tuple[str, str]:
     return "bf16", ""
 
 
-# Linear layers that only ever run under the precision's autocast: the ViT encoder, the
-# cross-view decoders and LSeg's ViT (the pointmap heads run outside it, in fp32)
+# Layers that only ever run under the precision's autocast: the ViT encoder, the cross-view
+# decoders, LSeg (its ViT, read-out and decoder convolutions) and the point transformer's
+# linear layers (the pointmap heads, the sparse convolutions and the Gaussian head run in
+# fp32). Kept: LSeg's last convolution (its dtype sets the input images'), and the layers
+# inside nn.MultiheadAttention (the fusion blocks add its output bias outside autocast).
 _AUTOCAST_BLOCKS = ("enc_blocks", "dec_blocks", "dec_blocks2")
-_AUTOCAST_PREFIXES = ("lseg_feature_extractor.pretrained.model.blocks",)
+_AUTOCAST_PREFIXES = ("lseg_feature_extractor.pretrained.", "lseg_feature_extractor.scratch.",
+                      "point_transformer.")
+_AUTOCAST_KEEP = ("lseg_feature_extractor.scratch.head1",)
 
 
 def store_autocast_weights(model, dtype=torch.bfloat16) -> int:
-    """Store the weights of the linear layers that autocast runs in ``dtype`` anyway in
-    ``dtype``; returns how many parameters were converted. Autocast casts them to the same
-    values on every call, so the outputs are bit-identical (checked for both
-    configurations), while those weights take half the memory (the paper configuration's
-    831 M of 1.1 G parameters: 1.7 GB) and no cast copies are made. The model must then
-    only run under that autocast."""
+    """Store the weights of the linear and convolution layers that autocast runs in
+    ``dtype`` anyway in ``dtype``; returns how many parameters were converted. Autocast
+    casts them to the same values on every call, so the outputs are bit-identical (checked
+    for both configurations), while those weights take half the memory and no cast copies
+    are made. The model must then only run under that autocast."""
     import torch.nn as nn
 
+    kinds = (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)
+    inside_mha = {f"{name}.{child}" for name, m in model.named_modules()
+                  if isinstance(m, nn.MultiheadAttention) for child, _ in m.named_children()}
     converted = 0
     for name, module in model.named_modules():
-        if isinstance(module, nn.Linear) and (set(name.split(".")) & set(_AUTOCAST_BLOCKS)
-                                              or name.startswith(_AUTOCAST_PREFIXES)):
+        if not isinstance(module, kinds) or name in inside_mha or name.startswith(_AUTOCAST_KEEP):
+            continue
+        if set(name.split(".")) & set(_AUTOCAST_BLOCKS) or name.startswith(_AUTOCAST_PREFIXES):
             module.to(dtype)
             converted += sum(p.numel() for p in module.parameters(recurse=False))
     return converted
