@@ -14,7 +14,8 @@ Configurations run in one invocation, so their ratios compare on this machine's 
 the moment: ``defaults`` (the node's parameters as shipped) and, with ``--compare``,
 ``bf16`` (``precision: bf16``, where the CPU has native bf16) and ``before`` (the
 pre-freshness defaults: ``pending_pairs 10``, one torch thread on 2 cores); ``--configs``
-picks any of them.
+picks any of them, and ``checkpoint=PATH`` runs the defaults with another weights file (e.g.
+two models alternating in one run).
 
 Usage: ``lsm-benchmark-live [--rates 4 30] [--seconds 20] [--compare | --configs NAME..]``.
 """
@@ -33,6 +34,19 @@ import numpy as np
 CONFIGS = {"defaults": [],
            "bf16": ["-p", "precision:=bf16"],
            "before": ["-p", "pending_pairs:=10", "-p", "cpu_threads:=1"]}
+
+
+def config_arguments(name: str) -> List[str]:
+    """The node's ``--ros-args`` for a configuration name: one of :data:`CONFIGS`, or
+    ``checkpoint=PATH`` (the defaults with that weights file)."""
+    if name in CONFIGS:
+        return list(CONFIGS[name])
+    kind, _, path = name.partition("=")
+    if kind == "checkpoint" and path:
+        if not Path(path).is_file():
+            raise ValueError(f"configuration {name!r}: no such file")
+        return ["-p", f"checkpoint:={Path(path).resolve()}"]
+    raise ValueError(f"unknown configuration {name!r}: one of {sorted(CONFIGS)} or checkpoint=PATH")
 
 
 def _pairs(size):
@@ -155,7 +169,7 @@ def run(names: Sequence[str], rates: Sequence[float], seconds: float, size,
     rows: List[dict] = []
     try:
         for name in names:
-            rows += measure(name, CONFIGS[name] + extra, rates, seconds, size, env,
+            rows += measure(name, config_arguments(name) + extra, rates, seconds, size, env,
                             log=lambda m: print(m, file=sys.stderr, flush=True))
     finally:
         rclpy.try_shutdown()
@@ -170,12 +184,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--compare", action="store_true",
                         help="also run bf16 (where the CPU has it) and the pre-freshness "
                              "defaults ('before') in the same run")
-    parser.add_argument("--configs", nargs="+", choices=sorted(CONFIGS),
-                        help="configurations to run, in this order (default: defaults)")
+    parser.add_argument("--configs", nargs="+", metavar="NAME",
+                        help=f"configurations to run, in this order: {', '.join(sorted(CONFIGS))} or "
+                             "checkpoint=PATH (default: defaults)")
     parser.add_argument("--checkpoint", default="")
     a = parser.parse_args(argv)
     size = tuple(int(x) for x in a.size.lower().split("x"))
     names = a.configs or (["defaults", "bf16", "before"] if a.compare else ["defaults"])
+    for name in names:
+        try:
+            config_arguments(name)
+        except ValueError as exc:
+            parser.error(str(exc))
     rows = run(names, a.rates, a.seconds, size, a.checkpoint)
     print(f"lsm_node live, {size[1]}x{size[0]} pairs, {os.cpu_count()} cores, only ~/points "
           "subscribed")

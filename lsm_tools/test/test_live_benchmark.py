@@ -36,3 +36,21 @@ def test_live_benchmark_runs_the_node_in_bf16_where_the_cpu_has_it(rclpy_node):
     expected, note = effective_precision("bf16", "cpu")
     assert r["published"] >= 2
     assert r["precision"] == (expected if not note else f"{expected} ({note})")
+
+
+def test_configurations_are_named_or_a_weights_file(tmp_path):
+    """``--configs`` takes the named configurations or checkpoint=PATH (two weight files
+    alternating in one run); anything else is refused before a node starts."""
+    import pytest
+
+    from lsm_tools.live_benchmark import CONFIGS, config_arguments, main
+
+    assert config_arguments("bf16") == CONFIGS["bf16"]
+    weights = tmp_path / "model.pt"
+    weights.write_bytes(b"x")
+    assert config_arguments(f"checkpoint={weights}") == ["-p", f"checkpoint:={weights.resolve()}"]
+    for bad in ("fast", f"checkpoint={tmp_path / 'absent.pt'}", "checkpoint="):
+        with pytest.raises(ValueError):
+            config_arguments(bad)
+    with pytest.raises(SystemExit):
+        main(["--configs", "defaults", "fast"])
