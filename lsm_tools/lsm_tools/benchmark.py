@@ -1011,21 +1011,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     from lsm.checkpoint import load_model
 
+    paper = []
+    if args.paper:  # first: this process then holds nothing else, like a node with that model
+        for name in devices:
+            print(f"lsm-benchmark: [{name}] paper configuration", file=sys.stderr, flush=True)
+            if args.official is not None:
+                paper.append(measure_paper_official(
+                    torch.device(name), args.official, args.official_deps, checkpoint=args.paper_checkpoint,
+                    log=lambda m: print(f"lsm-benchmark: {m}", file=sys.stderr, flush=True)))
+            else:
+                paper.append(measure_paper_precisions(torch.device(name), checkpoint=args.paper_checkpoint))
     torch.manual_seed(0)
     model = load_model(args.checkpoint)
     result = run_benchmark(model, devices, settings,
                            log=lambda m: print(f"lsm-benchmark: {m}", file=sys.stderr, flush=True))
-    if args.paper:
-        for dev in result["devices"]:
-            print(f"lsm-benchmark: [{dev['machine']['device']}] paper configuration",
-                  file=sys.stderr, flush=True)
-            device = torch.device(dev["machine"]["device"])
-            if args.official is not None:
-                dev["paper"] = measure_paper_official(
-                    device, args.official, args.official_deps, checkpoint=args.paper_checkpoint,
-                    log=lambda m: print(f"lsm-benchmark: {m}", file=sys.stderr, flush=True))
-            else:
-                dev["paper"] = measure_paper_precisions(device, checkpoint=args.paper_checkpoint)
+    for dev, measured in zip(result["devices"], paper):
+        dev["paper"] = measured
     if args.live:
         from lsm_tools import live_benchmark  # ROS: imported only when asked for
 
