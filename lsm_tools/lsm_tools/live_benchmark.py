@@ -66,10 +66,11 @@ def measure(name: str, ros_args: Sequence[str], rates: Sequence[float], seconds:
     from lsm_tools.process import start_lsm_node, stop_process
 
     pairs = _pairs(size)
-    log_path = Path(tempfile.mkdtemp(prefix="lsm_live_")) / f"lsm_node_{name}.log"
+    safe = "".join(c if c.isalnum() else "_" for c in name)  # for checkpoint=PATH too
+    log_path = Path(tempfile.mkdtemp(prefix="lsm_live_")) / f"lsm_node_{safe}.log"
     proc = start_lsm_node(None, ["-r", "__ns:=/live", "-p", "image_topics:=[/live/cam0, /live/cam1]",
                                  *ros_args], env=env, log_path=log_path)
-    node = rclpy.create_node(f"lsm_live_benchmark_{name}")
+    node = rclpy.create_node(f"lsm_live_benchmark_{safe}")
     qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
     pubs = [node.create_publisher(Image, f"/live/cam{i}", qos) for i in range(2)]
     arrived: Dict[float, float] = {}

@@ -201,8 +201,9 @@ def test_stages_that_read_no_target_view_train_on_the_same_context_pairs_without
 
 def test_point_stride_distillation_moves_only_the_point_transformer_towards_the_teacher(setup, tmp_path):
     """``lsm-train --point-stride 2``: a student whose point transformer sees every other
-    pixel is fitted to the teacher's per-pixel point features; only its point transformer
-    moves, the teacher stays as loaded, and the distillation loss falls on a repeated batch."""
+    pixel is fitted to the teacher's Gaussians; only its point transformer moves (its
+    BatchNorm statistics stay the teacher's), the teacher stays as loaded, and the
+    distillation loss falls on a repeated batch."""
     from lsm_train.training.train import point_student
 
     dataset, emb = setup
@@ -224,4 +225,5 @@ def test_point_stride_distillation_moves_only_the_point_transformer_towards_the_
     assert sum(loss[-4:]) < 0.7 * sum(loss[:4]), loss
     moved = {k for k, v in student.state_dict().items() if not torch.equal(before[k], v)}
     assert moved and all(k.startswith("point_transformer.") for k in moved), sorted(moved)[:5]
+    assert not [k for k in moved if "running_" in k or "num_batches" in k]  # BatchNorm frozen
     assert all(torch.equal(frozen[k], v) for k, v in teacher.state_dict().items())
