@@ -202,26 +202,39 @@ def _backbone_stage_loss(model, batch: dict, class_embeddings: torch.Tensor, wei
 
 
 def point_distillation_loss(model, batch: dict, teacher) -> tuple[torch.Tensor, dict]:
-    """Fit ``model``'s point transformer to ``teacher``'s per-pixel point features.
+    """Fit ``model``'s point transformer so that its Gaussians match ``teacher``'s.
 
     For a student whose only difference is the point transformer's input (e.g.
     ``ptv3.point_stride`` 2 against the teacher's 1): both read the teacher's geometry and
     2-D semantic features of the context pair (the student's are the same frozen modules),
-    and the loss is the mean squared difference of the (B, 2*H*W, C) features divided by
-    the teacher's mean per-channel variance over the batch (so 1.0 = as far as the
-    teacher's own spread). Logs ``point_distill`` (that loss) and ``point_cosine`` (median
-    cosine similarity per pixel)."""
+    and the loss compares what the renderer and the labels read, per Gaussian: opacity, log
+    scale, rotation (1 - |cos| of the quaternions), SH colour and semantic feature. Each
+    squared difference is divided by the teacher's variance of that quantity over the batch
+    (1.0 = as far as the teacher's own spread), and the five are summed. Logs every term,
+    ``point_distill`` (the sum) and ``point_cosine`` (median cosine similarity of the
+    semantic features)."""
     img1, img2 = batch["images"][:, 0], batch["images"][:, 1]
-    B, _, H, W = img1.shape
+    B = img1.shape[0]
     with torch.no_grad():
         geo, sem = teacher.geometry(img1, img2)
-        points = torch.stack([geo.pts1, geo.pts2], dim=1).reshape(B, 2 * H * W, 3)
-        rgb = torch.stack([img1, img2], dim=1).permute(0, 1, 3, 4, 2).reshape(B, 2 * H * W, 3)
-        target = teacher.point_features(points, rgb, H, W, geo.enc_tokens, sem)
-    pred = model.point_features(points, rgb, H, W, geo.enc_tokens, sem)
-    spread = target.flatten(0, 1).var(dim=0).mean().clamp_min(1e-8)
-    loss = (pred - target).pow(2).mean() / spread
-    cosine = torch.nn.functional.cosine_similarity(pred.detach(), target, dim=-1).median()
-    logs = {"loss": float(loss.detach()), "point_distill": float(loss.detach()),
-            "point_cosine": float(cosine), "photometric": 0.0, "semantic": 0.0}
+        points = torch.stack([geo.pts1, geo.pts2], dim=1).flatten(1, 3)
+        target = teacher.gaussians_from_points(points, img1, img2, geo.enc_tokens, sem)
+    pred = model.gaussians_from_points(points, img1, img2, geo.enc_tokens, sem)
+
+    def fit(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        b = b.reshape(B, -1, b.shape[-1] if b.dim() > 2 else 1)
+        a = a.reshape(b.shape)
+        return (a - b).pow(2).mean() / b.flatten(0, 1).var(dim=0).mean().clamp_min(1e-8)
+
+    rotation = 1 - (pred.rotations * target.rotations).sum(dim=-1).abs()
+    terms = {"opacity": fit(pred.opacities, target.opacities),
+             "log_scale": fit(pred.scales.log(), target.scales.log()),
+             "rotation": rotation.mean(),
+             "colour": fit(pred.sh.flatten(-2), target.sh.flatten(-2)),
+             "feature": fit(pred.features, target.features)}
+    loss = sum(terms.values())
+    cosine = torch.nn.functional.cosine_similarity(pred.features.detach(), target.features, dim=-1)
+    logs = {f"distill_{k}": float(v.detach()) for k, v in terms.items()}
+    logs.update(loss=float(loss.detach()), point_distill=float(loss.detach()),
+                point_cosine=float(cosine.median()), photometric=0.0, semantic=0.0)
     return loss, logs

@@ -48,7 +48,9 @@ def build_dataset(spec: str, size: int, seed: int, length: int, num_targets: int
 
 def point_student(model: LSM, stride: int, teacher_weights: str):
     """``model`` rebuilt with ``ptv3.point_stride = stride`` (same weights) and the loss that
-    distils its point transformer from the teacher (``teacher_weights``, frozen)."""
+    distils its point transformer from the teacher (``teacher_weights``, frozen). The point
+    transformer's BatchNorm layers are frozen too (their running statistics then stay as
+    the teacher's, in training as in inference)."""
     import dataclasses
     from functools import partial
 
@@ -59,6 +61,9 @@ def point_student(model: LSM, stride: int, teacher_weights: str):
     cfg = model.config
     student = LSM(dataclasses.replace(cfg, ptv3=dataclasses.replace(cfg.ptv3, point_stride=stride)))
     student.load_state_dict(model.state_dict())
+    for module in student.point_transformer.modules():  # statistics and affine stay the teacher's:
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):  # frozen modules run in eval
+            module.requires_grad_(False)  # mode, so training sees what inference computes
     teacher = load_model(teacher_weights).eval()
     if teacher.config.ptv3 != dataclasses.replace(cfg.ptv3, point_stride=teacher.config.ptv3.point_stride):
         raise ValueError("the teacher's point transformer differs from the student's in more than point_stride")
