@@ -236,5 +236,5 @@ def point_distillation_loss(model, batch: dict, teacher) -> tuple[torch.Tensor, 
     cosine = torch.nn.functional.cosine_similarity(pred.features.detach(), target.features, dim=-1)
     logs = {f"distill_{k}": float(v.detach()) for k, v in terms.items()}
     logs.update(loss=float(loss.detach()), point_distill=float(loss.detach()),
-                point_cosine=float(cosine.median()), photometric=0.0, semantic=0.0)
+                point_cosine=float(cosine.median()))
     return loss, logs

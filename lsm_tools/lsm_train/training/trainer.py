@@ -208,7 +208,7 @@ class Trainer:
                 self.history.append(logs)
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(loss=f"{logs['loss']:.3f}", photo=f"{logs['photometric']:.3f}")
+                    bar.set_postfix({k: f"{logs[k]:.3f}" for k in ("loss", "photometric") if k in logs})
                 if writer is not None:
                     for k, v in logs.items():
                         if k != "step":
