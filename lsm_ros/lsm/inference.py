@@ -122,6 +122,12 @@ def reconstruct_pairs(model, pairs: Sequence[Tuple[object, object]],
             cams, confidence, how = _two_view(pairs[i], tfs[i], cams, two_view_pose)
             pose_seconds += time.perf_counter() - tp
             checks.append((confidence, how))
+        if (given is None and metric.depth_pose and metric.depth_fusion != "off"
+                and decision is not None and decision.value is not None
+                and all(d is not None for d in depth)):
+            tp = time.perf_counter()
+            cams, checks[-1] = _depth_pose(cams, depth, decision.value, checks[-1])
+            pose_seconds += time.perf_counter() - tp
         cameras[-1] = cams
         decisions.append(decision)
         fractions = (0.0, 0.0)
@@ -235,6 +241,28 @@ def _two_view(images, tfs, cams, adopt: bool):
     how = (f"two-view pose: {geometry.inliers}/{geometry.matches} matches, parallax "
            f"{geometry.parallax_deg:.1f} deg; {compared}")
     return dataclasses.replace(cams, c2w=c2w, status=status), confidence, how
+
+
+def _depth_pose(cams, depth, scale: float, check: Tuple[float, str]):
+    """(cameras, (confidence, how)): view 1's pose refined on the two measured depth images
+    (model pixels, metres; :func:`lsm.geometry.depth_pose.align_depth`) from the pose so far
+    (network or two-view, its length made metric by ``scale``, metres per model unit). Kept
+    as it was, saying why, when the depth images cannot be aligned."""
+    from .geometry.depth_pose import align_depth
+
+    c2w = cams.c2w.double().numpy()
+    start = np.linalg.inv(c2w[0]) @ c2w[1]
+    start[:3, 3] *= scale
+    fit = align_depth(depth[0], depth[1], cams.K[0].double().numpy(), cams.K[1].double().numpy(), start)
+    if fit is None:
+        return cams, (check[0], f"{check[1]}; depth images too little overlap to align: pose kept")
+    pose = c2w[0] @ fit.c2w1
+    pose[:3, 3] /= scale
+    new = cams.c2w.clone()
+    new[1] = torch.from_numpy(pose).to(new.dtype)
+    status = f"{cams.status}; pose from the depth images (ICP from it)"
+    how = f"{fit.detail()}; started from: {check[1]}"
+    return dataclasses.replace(cams, c2w=new, status=status), (fit.confidence, how)
 
 
 def _with_floor(rec: Reconstruction, floor_pose) -> Reconstruction:

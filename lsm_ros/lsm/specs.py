@@ -82,12 +82,16 @@ class MetricSpec:
     fixed_scale if > 0), one source by name, 'fixed' (fixed_scale) or 'none' (model units);
     fixed_scale: metres per model unit for 'fixed' (and the last resort of 'auto'; 0 = none);
     depth_fusion: 'replace' (measured depth replaces the predicted one where valid),
-    'scale_only' (depth only sets the scale), 'off' (depth is not used).
+    'scale_only' (depth only sets the scale), 'off' (depth is not used);
+    depth_pose: with depth images of both views, a metric result and no pose from the
+    sensors, refine the pair's relative pose on the measured depth
+    (:mod:`lsm.geometry.depth_pose`; not with depth_fusion 'off').
     """
 
     scale_source: str = "auto"
     fixed_scale: float = 0.0
     depth_fusion: str = "replace"
+    depth_pose: bool = True
 
     def __post_init__(self) -> None:
         if self.scale_source not in SCALE_SOURCES:

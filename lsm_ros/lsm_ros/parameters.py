@@ -161,6 +161,11 @@ PARAMETER_SPECS: Tuple[ParameterSpec, ...] = (
                   "'replace': where the depth image is valid it replaces the predicted depth "
                   "(the model fills the holes); 'scale_only': it only sets the scale.",
                   choices=DEPTH_FUSION),
+    ParameterSpec("depth_pose", _METRIC.depth_pose, _S.PARAMETER_BOOL,
+                  "With depth images of both cameras and no pose from TF: refine the pair's "
+                  "relative pose by point-to-plane ICP on the measured depth (about 40 ms per "
+                  "pair), starting from the image-based pose; its confidence replaces the "
+                  "two-view one. Not with depth_fusion 'off'."),
     ParameterSpec("pose_check", True, _S.PARAMETER_BOOL,
                   "Judge every estimated camera pose against the images' own two-view "
                   "geometry (SIFT and optical flow, essential matrix, refinement; about 50 ms "
@@ -305,6 +310,7 @@ class LsmSettings:
     scale_source: str = _default("scale_source")
     fixed_scale: float = _default("fixed_scale")
     depth_fusion: str = _default("depth_fusion")
+    depth_pose: bool = _default("depth_pose")
     pose_check: bool = _default("pose_check")
     two_view_pose: bool = _default("two_view_pose")
     world_frame: str = _default("world_frame")
@@ -343,7 +349,7 @@ class LsmSettings:
 
     def metric_spec(self) -> MetricSpec:
         """How outputs become metric."""
-        return MetricSpec(self.scale_source, self.fixed_scale, self.depth_fusion)
+        return MetricSpec(self.scale_source, self.fixed_scale, self.depth_fusion, self.depth_pose)
 
     def output_spec(self) -> OutputSpec:
         """What a published cloud holds."""

@@ -6,7 +6,9 @@ from geometry alone. On the held-out real pairs, with the embedded model as it s
 published pose (the images' two-view pose where enough matches support it) must meet the
 issue's rotation bar, and its confidence must rank good poses above bad ones: measured AUC
 0.73 against "direction error > 30 deg" (0.77 on the tuning pairs). The issue asks for 0.8:
-NOT met; the bound below guards what is reached against regressions.
+NOT met; the bound below guards what is reached against regressions. With what an RGB-D
+robot adds (depth images, CameraInfo) the pose is refined on the measured depth and must be
+far better.
 """
 import os
 
@@ -90,6 +92,35 @@ def test_pose_confidence_separates_good_from_bad_poses_on_held_out_real_pairs(he
     assert 0 < sum(bad) < len(bad)  # both kinds exist, or the AUC means nothing
     area = g.auc([r["pose_confidence"] for r in rows], bad)
     assert area >= AUC_FLOOR, (area, [(round(r["pose_confidence"], 2), round(r["direction_deg"])) for r in rows])
+
+
+@pytest.fixture(scope="module")
+def held_out_with_depth(held_out):
+    """The held-out pairs as an RGB-D robot gives them: both depth images and CameraInfo,
+    no pose from TF, so the pose is refined on the measured depth (lsm.geometry.depth_pose)."""
+    from lsm.perception import Perception
+
+    perception = Perception.load()
+    return [g.with_sensors(perception, p) for p in held_out]
+
+
+@pytest.mark.slow
+def test_the_robots_depth_images_fix_the_pose_on_held_out_real_pairs(held_out_with_depth):
+    """On the plain cabinet the images alone leave the direction 41 deg off (median), 48 %
+    within 30 deg; the depth images pin it down (measured: rotation 0.75 deg, direction
+    6 deg, 85 % within 30 deg, translation 27 mm off). The confidence's AUC, 0.74 here (four
+    bad pairs of 27; 0.85 on the tuning pairs it was chosen on), is guarded, not the bar."""
+    rows = held_out_with_depth
+    rotation = np.median([r["sensor_rotation_deg"] for r in rows])
+    within = np.mean([r["sensor_direction_deg"] <= g.BAD_DIRECTION_DEG for r in rows])
+    offset = np.median([r["sensor_translation_error_m"] for r in rows])
+    bad = [r["sensor_direction_deg"] > g.BAD_DIRECTION_DEG for r in rows]
+    area = g.auc([r["sensor_pose_confidence"] for r in rows], bad)
+    print(f"with depth: rotation {rotation:.2f} deg, {within:.0%} within 30 deg, translation "
+          f"{offset * 1000:.0f} mm, confidence AUC {area}")
+    assert rotation < 1.5 and within >= 0.75 and offset < 0.05, (rotation, within, offset)
+    assert area is not None and area >= 0.65, area
+    assert all(0.0 <= r["sensor_pose_confidence"] <= 1.0 for r in rows)
 
 
 @pytest.mark.slow

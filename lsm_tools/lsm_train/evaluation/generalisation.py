@@ -29,7 +29,11 @@ Figures per source (medians over pairs unless said otherwise):
   is then decided by :mod:`lsm.geometry.floor`), and, as a check that needs no truth,
   cross-view label consistency (view 0's labels carried to view 1 by the true depth and
   poses) beside the agreement two independent label images of the same class frequencies
-  would reach by chance.
+  would reach by chance;
+* real sequences with what an RGB-D robot adds (both depth images and CameraInfo, no pose
+  from TF): the published pose's rotation, direction and translation errors (metric) and
+  its confidence's AUC, the pose now refined on the measured depth
+  (:mod:`lsm.geometry.depth_pose`).
 
 Usage::
 
@@ -204,18 +208,44 @@ def floor_with_sensors(perception, p: "TruthPair", floor_z: float, two_view_pose
     """(intersection, union) of the floor label against the geometric truth when the robot's
     sensors are given: both depth images, CameraInfo and the floor frame (lsm.geometry.floor;
     ``floor_poses``: the views' poses in it, default the true ones)."""
+    return with_sensors(perception, p, floor_z, two_view_pose, floor_poses)["floor"]
+
+
+def with_sensors(perception, p: "TruthPair", floor_z: Optional[float] = None,
+                 two_view_pose: bool = True, floor_poses=None) -> Dict[str, object]:
+    """What the robot's sensors give (both depth images, CameraInfo and, with ``floor_z``,
+    the floor frame; no pose from TF): the published pose's errors (rotation, direction,
+    translation in metres: the result is metric) and confidence (lsm.geometry.depth_pose),
+    and with ``floor_z`` ``floor`` = (intersection, union) of the floor label against the
+    geometric truth (lsm.geometry.floor; ``floor_poses``: the views' poses in the floor
+    frame, default the true ones)."""
+    from lsm.geometry.pose_metrics import relative_pose_errors
     from lsm.metric import PairSensors
 
-    poses = floor_poses or tuple(floor_frame_pose(p, floor_z, v) for v in range(2))
+    poses = (None, None)
+    if floor_z is not None:
+        poses = floor_poses or tuple(floor_frame_pose(p, floor_z, v) for v in range(2))
     sensors = PairSensors(K=tuple(np.asarray(k, np.float64) for k in p.K),
                           depth=tuple(np.asarray(d, np.float32) for d in p.depth),
                           floor_pose=poses)
     rec = perception.reconstruct([(p.images[0], p.images[1])], sensors=[sensors],
                                  two_view_pose=two_view_pose)[0]
-    if not rec.metric or rec.floor is None:
-        raise ValueError(f"{p.name}: the floor was not decided ({rec.floor_detail})")
-    labels = [perception.label_map(rec, list(CLASS_NAMES), v)[0].cpu().numpy() for v in range(2)]
-    return floor_overlap(rec, labels, p, floor_z)[:2]
+    if not rec.metric:
+        raise ValueError(f"{p.name}: no metric scale from the depth images ({rec.scale_detail})")
+    c2w = rec.c2w.double().numpy()
+    estimated = np.linalg.inv(c2w[0]) @ c2w[1]
+    truth = np.linalg.inv(p.c2w[0]) @ p.c2w[1]
+    r, d = relative_pose_errors(estimated, truth)
+    out: Dict[str, object] = {
+        "sensor_rotation_deg": float(r), "sensor_direction_deg": float(d),
+        "sensor_translation_error_m": float(np.linalg.norm(estimated[:3, 3] - truth[:3, 3])),
+        "sensor_pose_confidence": float(rec.pose_confidence)}
+    if floor_z is not None:
+        if rec.floor is None:
+            raise ValueError(f"{p.name}: the floor was not decided ({rec.floor_detail})")
+        labels = [perception.label_map(rec, list(CLASS_NAMES), v)[0].cpu().numpy() for v in range(2)]
+        out["floor"] = floor_overlap(rec, labels, p, floor_z)[:2]
+    return out
 
 
 def floor_plane(pairs: Sequence[TruthPair]):
@@ -355,8 +385,9 @@ def evaluate_pair(perception, p: TruthPair, labels: Sequence[str] = CLASS_NAMES,
     if floor_z is not None:
         row["floor_intersection"], row["floor_union"], row["floor_truth_pixels"] = floor_overlap(
             rec, pred_labels, p, floor_z)
-        row["floor_sensors_intersection"], row["floor_sensors_union"] = floor_with_sensors(
-            perception, p, floor_z, two_view_pose)
+        sensed = with_sensors(perception, p, floor_z, two_view_pose)
+        row["floor_sensors_intersection"], row["floor_sensors_union"] = sensed.pop("floor")
+        row.update(sensed)
     # cross-view consistency (at the original resolution, labels carried by true geometry)
     full = [rec.transforms[v].to_original(pred_labels[v], nearest=True, fill=255) for v in range(2)]
     a, b = _carry_labels(p, full[0], full[1])
@@ -386,6 +417,14 @@ def summarise(rows: List[Dict[str, float]]) -> Dict[str, object]:
     s["direction_within_30"] = float(np.mean([r["direction_deg"] <= BAD_DIRECTION_DEG for r in rows]))
     s["pose_auc"] = auc([r["pose_confidence"] for r in rows],
                         [r["direction_deg"] > BAD_DIRECTION_DEG for r in rows])
+    sensed = [r for r in rows if "sensor_direction_deg" in r]
+    if sensed:
+        for key in ("sensor_rotation_deg", "sensor_direction_deg", "sensor_translation_error_m"):
+            s[key] = med(key)
+        s["sensor_direction_within_30"] = float(np.mean([r["sensor_direction_deg"] <= BAD_DIRECTION_DEG
+                                                         for r in sensed]))
+        s["sensor_pose_auc"] = auc([r["sensor_pose_confidence"] for r in sensed],
+                                   [r["sensor_direction_deg"] > BAD_DIRECTION_DEG for r in sensed])
     conf = [r["confusion"] for r in rows if "confusion" in r]
     if conf:
         seg = segmentation_scores(torch.from_numpy(np.sum(conf, axis=0)))
@@ -452,6 +491,12 @@ COLUMNS = (  # (key, heading, format, baseline key)
     ("floor_iou", "floor IoU vs geometry", "{:.2f}", None),
     ("floor_iou_sensors", "floor IoU with the robot's depth + floor frame (lsm.geometry.floor)", "{:.2f}", None),
     ("consistency", "cross-view label agreement", "{:.2f}", "consistency_chance"),
+    ("sensor_rotation_deg", "with the robot's depth + CameraInfo: rotation error (deg)", "{:.1f}",
+     "identity_rotation_deg"),
+    ("sensor_direction_deg", "... direction error (deg)", "{:.0f}", None),
+    ("sensor_direction_within_30", "... directions within 30 deg", "{:.0%}", None),
+    ("sensor_translation_error_m", "... translation error (m)", "{:.3f}", None),
+    ("sensor_pose_auc", "... pose confidence AUC (lsm.geometry.depth_pose)", "{:.2f}", None),
 )
 BASELINE_NAMES = {"constant_abs_rel": "best constant depth", "identity_rotation_deg": "identity",
                   "consistency_chance": "chance", "focal_guess_error": "62.5 deg guess"}
