@@ -47,10 +47,11 @@ PUBLISHED: Tuple[Endpoint, ...] = (
              "Both cameras, in the frame and units of ~/points (in the optical frame, pose 0 "
              "is the identity)."),
     Endpoint("~/camera_pose", "lsm_ros_interfaces/msg/CameraPose",
-             "View 1's camera with a confidence in [0, 1] (1 = given by sensors; else the "
-             "images' two-view pose, or the network's, judged by the matches' support and "
-             "the two estimates' agreement: low = wrong or unverifiable), per pair, in the "
-             "frame and units of ~/points."),
+             "View 1's camera with a confidence in [0, 1] (1 = given by sensors; with depth "
+             "images of both views, the pose refined on them and the share of points it "
+             "explains; else the images' two-view pose, or the network's, judged by the "
+             "matches' support and the two estimates' agreement: low = wrong or "
+             "unverifiable), per pair, in the frame and units of ~/points."),
     Endpoint("~/camera_info", "sensor_msgs/msg/CameraInfo",
              "Pinhole intrinsics used for the reference view (its CameraInfo's when given, "
              "else estimated) at its original resolution."),

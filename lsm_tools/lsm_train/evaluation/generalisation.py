@@ -239,6 +239,7 @@ def with_sensors(perception, p: "TruthPair", floor_z: Optional[float] = None,
     out: Dict[str, object] = {
         "sensor_rotation_deg": float(r), "sensor_direction_deg": float(d),
         "sensor_translation_error_m": float(np.linalg.norm(estimated[:3, 3] - truth[:3, 3])),
+        "no_motion_translation_error_m": float(np.linalg.norm(truth[:3, 3])),
         "sensor_pose_confidence": float(rec.pose_confidence)}
     if floor_z is not None:
         if rec.floor is None:
@@ -335,8 +336,10 @@ def split_pairs(split: str) -> List[TruthPair]:
 
 
 def evaluate_pair(perception, p: TruthPair, labels: Sequence[str] = CLASS_NAMES,
-                  floor_z: Optional[float] = None, two_view_pose: bool = True) -> Dict[str, float]:
-    """Every figure of one pair (see the module docstring)."""
+                  floor_z: Optional[float] = None, two_view_pose: bool = True,
+                  sensors: bool = False) -> Dict[str, float]:
+    """Every figure of one pair (see the module docstring); ``sensors``: also with what an
+    RGB-D robot adds (real sequences), the floor with it where ``floor_z`` is known."""
     import torch
 
     from lsm.geometry.pose_metrics import relative_pose_errors, rotation_angle_deg
@@ -385,8 +388,10 @@ def evaluate_pair(perception, p: TruthPair, labels: Sequence[str] = CLASS_NAMES,
     if floor_z is not None:
         row["floor_intersection"], row["floor_union"], row["floor_truth_pixels"] = floor_overlap(
             rec, pred_labels, p, floor_z)
+    if sensors:
         sensed = with_sensors(perception, p, floor_z, two_view_pose)
-        row["floor_sensors_intersection"], row["floor_sensors_union"] = sensed.pop("floor")
+        if floor_z is not None:
+            row["floor_sensors_intersection"], row["floor_sensors_union"] = sensed.pop("floor")
         row.update(sensed)
     # cross-view consistency (at the original resolution, labels carried by true geometry)
     full = [rec.transforms[v].to_original(pred_labels[v], nearest=True, fill=255) for v in range(2)]
@@ -419,7 +424,8 @@ def summarise(rows: List[Dict[str, float]]) -> Dict[str, object]:
                         [r["direction_deg"] > BAD_DIRECTION_DEG for r in rows])
     sensed = [r for r in rows if "sensor_direction_deg" in r]
     if sensed:
-        for key in ("sensor_rotation_deg", "sensor_direction_deg", "sensor_translation_error_m"):
+        for key in ("sensor_rotation_deg", "sensor_direction_deg", "sensor_translation_error_m",
+                    "no_motion_translation_error_m"):
             s[key] = med(key)
         s["sensor_direction_within_30"] = float(np.mean([r["sensor_direction_deg"] <= BAD_DIRECTION_DEG
                                                          for r in sensed]))
@@ -441,12 +447,14 @@ def summarise(rows: List[Dict[str, float]]) -> Dict[str, object]:
 
 def evaluate_source(perception, pairs: List[TruthPair], log=print, floor: bool = False,
                     two_view_pose: bool = True) -> Dict[str, object]:
+    """Summary and rows of one source; ``floor``: a real RGB-D sequence (its floor from
+    geometry, and the figures with the robot's depth images and CameraInfo)."""
     pairs, floor_z = floor_plane(pairs) if floor else (pairs, None)
     if floor and floor_z is None:
         log("no floor plane found in this sequence: floor IoU not computed")
     rows = []
     for k, p in enumerate(pairs):
-        row = evaluate_pair(perception, p, floor_z=floor_z, two_view_pose=two_view_pose)
+        row = evaluate_pair(perception, p, floor_z=floor_z, two_view_pose=two_view_pose, sensors=floor)
         rows.append(row)
         log(f"{p.name}: AbsRel {row['abs_rel']:.3f} (constant {row['constant_abs_rel']:.3f}), "
             f"rotation {row['rotation_deg']:.1f} deg (identity {row['identity_rotation_deg']:.1f}), "
@@ -495,11 +503,12 @@ COLUMNS = (  # (key, heading, format, baseline key)
      "identity_rotation_deg"),
     ("sensor_direction_deg", "... direction error (deg)", "{:.0f}", None),
     ("sensor_direction_within_30", "... directions within 30 deg", "{:.0%}", None),
-    ("sensor_translation_error_m", "... translation error (m)", "{:.3f}", None),
+    ("sensor_translation_error_m", "... translation error (m)", "{:.3f}", "no_motion_translation_error_m"),
     ("sensor_pose_auc", "... pose confidence AUC (lsm.geometry.depth_pose)", "{:.2f}", None),
 )
 BASELINE_NAMES = {"constant_abs_rel": "best constant depth", "identity_rotation_deg": "identity",
-                  "consistency_chance": "chance", "focal_guess_error": "62.5 deg guess"}
+                  "consistency_chance": "chance", "focal_guess_error": "62.5 deg guess",
+                  "no_motion_translation_error_m": "no motion"}
 
 
 def report(summaries: Dict[str, Dict[str, object]]) -> str:
