@@ -69,6 +69,23 @@ def test_the_floor_is_found_from_geometry(held_out):
     assert abs(np.linalg.norm(held_out[0].up) - 1) < 1e-9
 
 
+def test_chained_poses_are_scored_against_the_true_chain():
+    """chain_errors composes the pairs' relative poses as the mono-mode map does: exact
+    poses give no error, one wrong link moves every later camera."""
+    step = np.eye(4)
+    step[:3, 3] = [0.1, 0.0, 0.0]
+    rows = [{"_pose": step.copy(), "_true_pose": step.copy()} for _ in range(4)]
+    g.chain_errors(rows)
+    assert all(r["sensor_chain_error_m"] < 1e-12 for r in rows)
+    assert np.allclose([r["no_motion_chain_error_m"] for r in rows], [0.1, 0.2, 0.3, 0.4])
+    wrong = step.copy()
+    wrong[:3, 3] = [0.1, 0.05, 0.0]
+    rows = [{"_pose": p, "_true_pose": step.copy()} for p in (step.copy(), wrong, step.copy())]
+    g.chain_errors(rows)
+    assert np.allclose([r["sensor_chain_error_m"] for r in rows], [0.0, 0.05, 0.05])
+    assert all("_pose" not in r for r in rows)
+
+
 @pytest.fixture(scope="module")
 def held_out_rows(held_out):
     from lsm.perception import Perception
@@ -140,6 +157,11 @@ def test_every_source_reports_its_figures_beside_baselines():
             assert s[key] is not None and np.isfinite(s[key]), (name, key)
     assert summaries["independent"]["miou"] is not None and "floor_iou" not in summaries["independent"]
     assert summaries["real"].get("miou") is None and summaries["real"]["floor_iou"] is not None
+    for key in ("sensor_rotation_deg", "sensor_translation_error_m", "sensor_chain_error_m",
+                "no_motion_chain_error_m"):  # what the robot's depth images give
+        assert np.isfinite(summaries["real"][key]), key
+    assert "sensor_rotation_deg" not in summaries["independent"]
+    assert not any(k.startswith("_") for r in summaries["real"]["rows"] for k in r)
     text = g.report(summaries)
     assert "best constant depth" in text and "identity" in text and "chance" in text
 

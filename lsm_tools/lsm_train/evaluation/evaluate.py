@@ -161,6 +161,9 @@ def main(argv=None) -> int:
                    help="--suite: an extra ScanNet-style RGB-D folder (evaluation only; repeatable)")
     p.add_argument("--network-pose", action="store_true",
                    help="--suite: keep the network's poses (node parameter two_view_pose false)")
+    p.add_argument("--no-depth-pose", action="store_true",
+                   help="--suite: with the robot's depth, do not refine the pose on it "
+                        "(node parameter depth_pose false)")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -216,8 +219,9 @@ def suite_main(a) -> int:
 
     perception = Perception.load(WeightSources(checkpoint=a.checkpoint))
     summaries = run_suite(perception, pairs=a.pairs, real_data=a.real_data, log=log_to_stderr,
-                          two_view_pose=not a.network_pose)
+                          two_view_pose=not a.network_pose, depth_pose=not a.no_depth_pose)
     poses = "the network's poses" if a.network_pose else "two-view poses where supported"
+    poses += "; with depth: " + ("not refined on it" if a.no_depth_pose else "refined on it")
     text = (f"model: {a.checkpoint or 'embedded tiny'}; every pair through lsm.Perception as "
             f"the node runs it ({poses}); medians over pairs, baselines in brackets\n\n"
             + report(summaries))

@@ -37,7 +37,8 @@ Figures per source (medians over pairs unless said otherwise):
 
 Usage::
 
-    lsm-eval --suite [--real-data DIR] [--pairs 12] [--checkpoint F] [--network-pose] [--out DIR]
+    lsm-eval --suite [--real-data DIR] [--pairs 12] [--checkpoint F] [--network-pose]
+                     [--no-depth-pose] [--out DIR]
 """
 from __future__ import annotations
 
@@ -212,15 +213,18 @@ def floor_with_sensors(perception, p: "TruthPair", floor_z: float, two_view_pose
 
 
 def with_sensors(perception, p: "TruthPair", floor_z: Optional[float] = None,
-                 two_view_pose: bool = True, floor_poses=None) -> Dict[str, object]:
+                 two_view_pose: bool = True, floor_poses=None, depth_pose: bool = True) -> Dict[str, object]:
     """What the robot's sensors give (both depth images, CameraInfo and, with ``floor_z``,
     the floor frame; no pose from TF): the published pose's errors (rotation, direction,
     translation in metres: the result is metric) and confidence (lsm.geometry.depth_pose),
     and with ``floor_z`` ``floor`` = (intersection, union) of the floor label against the
     geometric truth (lsm.geometry.floor; ``floor_poses``: the views' poses in the floor
-    frame, default the true ones)."""
+    frame, default the true ones). ``depth_pose=False``: the pose is not refined on the
+    depth (the image pose made metric). ``_pose`` and ``_true_pose``: both relative poses
+    (4x4, metres), for :func:`chain_errors`."""
     from lsm.geometry.pose_metrics import relative_pose_errors
     from lsm.metric import PairSensors
+    from lsm.specs import MetricSpec
 
     poses = (None, None)
     if floor_z is not None:
@@ -229,7 +233,7 @@ def with_sensors(perception, p: "TruthPair", floor_z: Optional[float] = None,
                           depth=tuple(np.asarray(d, np.float32) for d in p.depth),
                           floor_pose=poses)
     rec = perception.reconstruct([(p.images[0], p.images[1])], sensors=[sensors],
-                                 two_view_pose=two_view_pose)[0]
+                                 two_view_pose=two_view_pose, metric=MetricSpec(depth_pose=depth_pose))[0]
     if not rec.metric:
         raise ValueError(f"{p.name}: no metric scale from the depth images ({rec.scale_detail})")
     c2w = rec.c2w.double().numpy()
@@ -240,13 +244,31 @@ def with_sensors(perception, p: "TruthPair", floor_z: Optional[float] = None,
         "sensor_rotation_deg": float(r), "sensor_direction_deg": float(d),
         "sensor_translation_error_m": float(np.linalg.norm(estimated[:3, 3] - truth[:3, 3])),
         "no_motion_translation_error_m": float(np.linalg.norm(truth[:3, 3])),
-        "sensor_pose_confidence": float(rec.pose_confidence)}
+        "sensor_pose_confidence": float(rec.pose_confidence),
+        "_pose": estimated, "_true_pose": truth}
     if floor_z is not None:
         if rec.floor is None:
             raise ValueError(f"{p.name}: the floor was not decided ({rec.floor_detail})")
         labels = [perception.label_map(rec, list(CLASS_NAMES), v)[0].cpu().numpy() for v in range(2)]
         out["floor"] = floor_overlap(rec, labels, p, floor_z)[:2]
     return out
+
+
+def chain_errors(rows: List[Dict[str, object]]) -> None:
+    """A handheld RGB-D camera without odometry (mono mode, no TF) places each keyframe by
+    chaining the pairs' poses (lsm.mapping.MapFusion). For the consecutive pairs of one
+    sequence, the rows get ``sensor_chain_error_m``: how far the chain of the published
+    poses puts each pair's second camera from its true place (the first camera fixed), and
+    ``no_motion_chain_error_m``, the same for a camera that never moved. Pops ``_pose`` and
+    ``_true_pose``."""
+    est, true = np.eye(4), np.eye(4)
+    for r in rows:
+        pose, truth = r.pop("_pose", None), r.pop("_true_pose", None)
+        if pose is None:
+            continue
+        est, true = est @ pose, true @ truth
+        r["sensor_chain_error_m"] = float(np.linalg.norm(est[:3, 3] - true[:3, 3]))
+        r["no_motion_chain_error_m"] = float(np.linalg.norm(true[:3, 3]))
 
 
 def floor_plane(pairs: Sequence[TruthPair]):
@@ -337,7 +359,7 @@ def split_pairs(split: str) -> List[TruthPair]:
 
 def evaluate_pair(perception, p: TruthPair, labels: Sequence[str] = CLASS_NAMES,
                   floor_z: Optional[float] = None, two_view_pose: bool = True,
-                  sensors: bool = False) -> Dict[str, float]:
+                  sensors: bool = False, depth_pose: bool = True) -> Dict[str, float]:
     """Every figure of one pair (see the module docstring); ``sensors``: also with what an
     RGB-D robot adds (real sequences), the floor with it where ``floor_z`` is known."""
     import torch
@@ -389,7 +411,7 @@ def evaluate_pair(perception, p: TruthPair, labels: Sequence[str] = CLASS_NAMES,
         row["floor_intersection"], row["floor_union"], row["floor_truth_pixels"] = floor_overlap(
             rec, pred_labels, p, floor_z)
     if sensors:
-        sensed = with_sensors(perception, p, floor_z, two_view_pose)
+        sensed = with_sensors(perception, p, floor_z, two_view_pose, depth_pose=depth_pose)
         if floor_z is not None:
             row["floor_sensors_intersection"], row["floor_sensors_union"] = sensed.pop("floor")
         row.update(sensed)
@@ -427,6 +449,9 @@ def summarise(rows: List[Dict[str, float]]) -> Dict[str, object]:
         for key in ("sensor_rotation_deg", "sensor_direction_deg", "sensor_translation_error_m",
                     "no_motion_translation_error_m"):
             s[key] = med(key)
+        for key in ("sensor_chain_error_m", "no_motion_chain_error_m"):  # RMS over the chains
+            v = [r[key] for r in sensed if key in r]
+            s[key] = float(np.sqrt(np.mean(np.square(v)))) if v else None
         s["sensor_direction_within_30"] = float(np.mean([r["sensor_direction_deg"] <= BAD_DIRECTION_DEG
                                                          for r in sensed]))
         s["sensor_pose_auc"] = auc([r["sensor_pose_confidence"] for r in sensed],
@@ -446,20 +471,23 @@ def summarise(rows: List[Dict[str, float]]) -> Dict[str, object]:
 
 
 def evaluate_source(perception, pairs: List[TruthPair], log=print, floor: bool = False,
-                    two_view_pose: bool = True) -> Dict[str, object]:
-    """Summary and rows of one source; ``floor``: a real RGB-D sequence (its floor from
-    geometry, and the figures with the robot's depth images and CameraInfo)."""
+                    two_view_pose: bool = True, depth_pose: bool = True) -> Dict[str, object]:
+    """Summary and rows of one source; ``floor``: a real RGB-D sequence of consecutive pairs
+    (its floor from geometry, and the figures with the robot's depth images and CameraInfo,
+    the pose refined on the depth unless ``depth_pose`` is false)."""
     pairs, floor_z = floor_plane(pairs) if floor else (pairs, None)
     if floor and floor_z is None:
         log("no floor plane found in this sequence: floor IoU not computed")
     rows = []
     for k, p in enumerate(pairs):
-        row = evaluate_pair(perception, p, floor_z=floor_z, two_view_pose=two_view_pose, sensors=floor)
+        row = evaluate_pair(perception, p, floor_z=floor_z, two_view_pose=two_view_pose, sensors=floor,
+                            depth_pose=depth_pose)
         rows.append(row)
         log(f"{p.name}: AbsRel {row['abs_rel']:.3f} (constant {row['constant_abs_rel']:.3f}), "
             f"rotation {row['rotation_deg']:.1f} deg (identity {row['identity_rotation_deg']:.1f}), "
             f"direction {row['direction_deg']:.0f} deg, pose confidence {row['pose_confidence']:.2f}")
     _mean_prediction_scores(rows)
+    chain_errors(rows)
     s = summarise(rows)
     s["floor_height"] = floor_z
     s["rows"] = [{k: v for k, v in r.items() if k != "confusion"} for r in rows]
@@ -505,10 +533,12 @@ COLUMNS = (  # (key, heading, format, baseline key)
     ("sensor_direction_within_30", "... directions within 30 deg", "{:.0%}", None),
     ("sensor_translation_error_m", "... translation error (m)", "{:.3f}", "no_motion_translation_error_m"),
     ("sensor_pose_auc", "... pose confidence AUC (lsm.geometry.depth_pose)", "{:.2f}", None),
+    ("sensor_chain_error_m", "... keyframes chained without odometry: RMS position error (m)", "{:.3f}",
+     "no_motion_chain_error_m"),
 )
 BASELINE_NAMES = {"constant_abs_rel": "best constant depth", "identity_rotation_deg": "identity",
                   "consistency_chance": "chance", "focal_guess_error": "62.5 deg guess",
-                  "no_motion_translation_error_m": "no motion"}
+                  "no_motion_translation_error_m": "no motion", "no_motion_chain_error_m": "no motion"}
 
 
 def report(summaries: Dict[str, Dict[str, object]]) -> str:
@@ -543,9 +573,11 @@ INDEPENDENT_SEEDS = range(0, 12)
 
 
 def run_suite(perception, pairs: int = 12, real_data: Sequence[str] = (), log=print,
-              size: int = 128, two_view_pose: bool = True) -> Dict[str, Dict[str, object]]:
+              size: int = 128, two_view_pose: bool = True,
+              depth_pose: bool = True) -> Dict[str, Dict[str, object]]:
     """Every source's summary, in report order (see the module docstring);
-    ``two_view_pose=False``: the network's own poses (PnP on its pointmaps) throughout."""
+    ``two_view_pose=False``: the network's own poses (PnP on its pointmaps) throughout;
+    ``depth_pose=False``: with the robot's depth, the pose is not refined on it."""
     sources: Dict[str, List[TruthPair]] = {}
     floor = {}
     sources["procedural (in domain)"] = synthetic_pairs("procedural", list(IN_DOMAIN_SEEDS)[:pairs], size)
@@ -561,20 +593,22 @@ def run_suite(perception, pairs: int = 12, real_data: Sequence[str] = (), log=pr
     for name, items in sources.items():
         log(f"== {name}: {len(items)} pairs")
         if floor.get(name):  # one floor height per sequence, not per split
-            out[name] = _evaluate_real_split(perception, items, log, two_view_pose)
+            out[name] = _evaluate_real_split(perception, items, log, two_view_pose, depth_pose)
         else:
             out[name] = evaluate_source(perception, items, log=log, two_view_pose=two_view_pose)
     return out
 
 
-def _evaluate_real_split(perception, items: List[TruthPair], log, two_view_pose: bool = True) -> Dict[str, object]:
+def _evaluate_real_split(perception, items: List[TruthPair], log, two_view_pose: bool = True,
+                         depth_pose: bool = True) -> Dict[str, object]:
     by_sequence: Dict[str, List[TruthPair]] = {}
     for p in items:
         by_sequence.setdefault(p.name.split(":")[0], []).append(p)
     rows: List[Dict[str, float]] = []
     heights = {}
     for seq, ps in by_sequence.items():
-        s = evaluate_source(perception, ps, log=log, floor=True, two_view_pose=two_view_pose)
+        s = evaluate_source(perception, ps, log=log, floor=True, two_view_pose=two_view_pose,
+                            depth_pose=depth_pose)
         heights[seq] = s["floor_height"]
         rows += s["rows"]
     # pooled again over the split (the per-sequence confusion is not needed: no labels)
