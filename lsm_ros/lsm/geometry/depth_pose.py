@@ -13,7 +13,12 @@ levels). Pixels on occluding edges or creases get no normal (a plane's inverse d
 affine in the pixel coordinates; where its second difference is large, two surfaces meet).
 It runs from two starts, the given pose and the same rotation without translation (an
 estimated pair's length is its least reliable part), and keeps the result that explains
-more of view 1's points. It returns the pose, the share of view 1's points that end within
+more of view 1's points. Where the surfaces leave a motion free (a camera sliding along a
+wall-floor corner: the weakest constraint below :data:`DEGENERATE`), the translation is
+refitted on the line of the start's direction (the images' two-view direction, which sees
+texture where the depth sees none), keeping the depth's rotation and the length it fixes;
+when that direction is the free motion itself, the length stays unknown and the confidence
+says so. It returns the pose, the share of view 1's points that end within
 :data:`INLIER_M` of view 0's surface (the overlap the pose explains), their RMS distance,
 and how well the surfaces constrain the weakest motion (one plane leaves three motions
 free): :attr:`DepthAlignment.confidence` combines the two.
@@ -46,6 +51,7 @@ INLIER_M = 0.03  # a view-1 point within this of view 0's surface is explained b
 MAX_NORMAL_ANGLE_DEG = 30.0  # associated points whose normals differ more are rejected
 LEVELS = ((4, 0.3), (2, 0.1), (1, 0.03))  # (image subsampling, rejection distance m)
 ITERATIONS = 10  # Gauss-Newton steps per level
+DEGENERATE = 0.002  # weakest constraint below this: the start's direction fixes the translation's line
 MAX_SIDE = 160  # the finest level is subsampled to at most about this many pixels a side
 FULL_INLIERS = 0.5  # share of view 1's points explained for full confidence
 FULL_CONSTRAINT = 0.01  # weakest motion's constraint (see DepthAlignment) for full confidence
@@ -130,12 +136,26 @@ def align_depth(depth0: np.ndarray, depth1: np.ndarray, K0: np.ndarray, K1: np.n
         fit = _align_from(depth0, depth1, K0, K1, init)
         if fit is not None and (best is None or fit.inlier_fraction > best.inlier_fraction):
             best = fit
+    length = float(np.linalg.norm(start[:3, 3]))
+    if best is not None and best.constraint < DEGENERATE and length > 0:
+        # a motion the surfaces leave free (along a wall-floor corner, a corridor): the
+        # start's direction (the images' two-view geometry) decides it, the depth the rest
+        # from the depth's rotation and the start's translation (the free fit may have slid)
+        init = best.c2w1.copy()
+        init[:3, 3] = start[:3, 3]
+        along = _align_from(depth0, depth1, K0, K1, init, along=start[:3, 3] / length)
+        if along is not None:
+            best = along
     return best
 
 
-def _align_from(depth0, depth1, K0, K1, init_c2w1) -> Optional[DepthAlignment]:
-    """One ICP run from ``init_c2w1`` (coarse to fine)."""
+def _align_from(depth0, depth1, K0, K1, init_c2w1, along: Optional[np.ndarray] = None
+                ) -> Optional[DepthAlignment]:
+    """One ICP run from ``init_c2w1`` (coarse to fine); with ``along`` (a unit vector in
+    camera 0's frame) the translation is kept on that line (rotation + its length: 4 motions)."""
     T = np.asarray(init_c2w1, np.float64).copy()
+    if along is not None:  # start on the line, at the given translation's length along it
+        T[:3, 3] = along * max(float(T[:3, 3] @ along), 0.0)
     d0 = np.asarray(depth0, np.float64)
     d1 = np.asarray(depth1, np.float64)
     K0 = np.asarray(K0, np.float64)
@@ -173,18 +193,26 @@ def _align_from(depth0, depth1, K0, K1, init_c2w1) -> Optional[DepthAlignment]:
             if use.sum() < MIN_POINTS:
                 return None
             pu, nu, ru = p[use], n[use], r[use]
-            J = np.concatenate([np.cross(pu, nu), nu], 1)  # d r / d (rotation vector, translation)
+            if along is None:  # d r / d (rotation vector, translation), both about camera 0
+                J = np.concatenate([np.cross(pu, nu), nu], 1)
+            else:  # d r / d (rotation vector of R alone, length along the line)
+                J = np.concatenate([np.cross(pu - T[:3, 3], nu), (nu @ along)[:, None]], 1)
             huber = 0.5 * reject
             wts = huber / np.maximum(np.abs(ru), huber)
             A = J.T @ (wts[:, None] * J)
             try:
-                delta = -np.linalg.solve(A + 1e-9 * np.eye(6), J.T @ (wts * ru))
+                delta = -np.linalg.solve(A + 1e-9 * np.eye(len(A)), J.T @ (wts * ru))
             except np.linalg.LinAlgError:
                 return None
-            step_T = np.eye(4)
-            step_T[:3, :3] = cv2.Rodrigues(delta[:3])[0]
-            step_T[:3, 3] = delta[3:]
-            T = step_T @ T
+            turn = cv2.Rodrigues(delta[:3])[0]
+            if along is None:
+                step_T = np.eye(4)
+                step_T[:3, :3] = turn
+                step_T[:3, 3] = delta[3:]
+                T = step_T @ T
+            else:
+                T[:3, :3] = turn @ T[:3, :3]
+                T[:3, 3] += delta[3] * along
             if np.linalg.norm(delta) < 1e-7:
                 break
         result = (use, ru, A)
@@ -195,7 +223,7 @@ def _align_from(depth0, depth1, K0, K1, init_c2w1) -> Optional[DepthAlignment]:
     rmse = float(np.sqrt(np.mean(np.square(ru[np.abs(ru) < INLIER_M])))) if inliers else float("nan")
     # normalise the Hessian so rotation (radians x scene depth) and translation (metres) compare
     depth_scale = float(np.nanmedian(p[:, 2]))
-    S = np.diag([depth_scale] * 3 + [1.0] * 3)
+    S = np.diag([depth_scale] * 3 + [1.0] * (len(A) - 3))
     An = np.linalg.inv(S) @ A @ np.linalg.inv(S) / max(len(ru), 1)
     constraint = float(np.linalg.eigvalsh(An)[0])
     return DepthAlignment(c2w1=T, inlier_fraction=inliers / len(src), rmse_m=rmse,

@@ -14,7 +14,14 @@ map as a guess for every object.
 The room seeds are used directly as room seeds; training rooms come from hashed sample seeds
 (``lsm_train.data.procedural.cameras._sample_seed``), so these rooms are held out.
 
-Usage: ``lsm-eval-map [--seed 300013] [--keyframes 30] [--checkpoint F] [--out DIR]``.
+``--no-odometry``: a handheld RGB-D camera without TF, as the node's mono mode maps it:
+each pair's pose comes from its depth images (lsm.geometry.depth_pose; ``--no-depth-pose``:
+the image pose made metric instead) and keyframes are chained (lsm.mapping.MapFusion); the
+chain's origin, the first pair's reference camera, is placed at its true pose for scoring,
+so every error of the chain shows.
+
+Usage: ``lsm-eval-map [--seed 300013] [--keyframes 30] [--checkpoint F] [--no-odometry
+[--no-depth-pose]] [--out DIR]``.
 """
 from __future__ import annotations
 
@@ -66,21 +73,27 @@ def sweep(seed: int, keyframes: int, spacing: float, size=SIZE, step: float = 0.
 
 
 def build_map(perception, views, voxel_size: float = 0.05, max_voxels: int = 200_000,
-              frame: str = "odom", log=print, free_space: bool = True):
-    """Fuse keyframe pairs (k, k - 1) of ``views`` as the node does with depth and TF."""
+              frame: str = "odom", log=print, free_space: bool = True, odometry: bool = True,
+              depth_pose: bool = True):
+    """Fuse keyframe pairs (k, k - 1) of ``views`` as the node does with depth and TF, or
+    without ``odometry`` by chaining the pairs' own poses (map frame: views[1]'s camera)."""
     from lsm.mapping import MapFusion, VoxelMap
     from lsm.metric import PairSensors
     from lsm.specs import MetricSpec
 
     dim = perception.model.config.semantic.feature_dim
-    fusion = MapFusion(VoxelMap(voxel_size, max_voxels, dim, frame), free_space=free_space)
+    if not odometry:
+        frame = MapFusion.CHAIN_FRAME
+    fusion = MapFusion(VoxelMap(voxel_size, max_voxels, dim, frame), chain=not odometry,
+                       free_space=free_space)
     seconds = []
     for k in range(1, len(views)):
         a, b = views[k], views[k - 1]  # the newer keyframe is the reference
+        known = dict(relative_pose=np.linalg.inv(a.c2w) @ b.c2w, pose_source="odometry") if odometry else {}
         rec = perception.reconstruct([(a.image, b.image)], sensors=[PairSensors(
-            K=(a.K, b.K), depth=(a.depth, b.depth), relative_pose=np.linalg.inv(a.c2w) @ b.c2w,
-            pose_source="odometry")], metric=MetricSpec())[0]
-        rec = rec.transformed(a.c2w, frame)
+            K=(a.K, b.K), depth=(a.depth, b.depth), **known)], metric=MetricSpec(depth_pose=depth_pose))[0]
+        if odometry:
+            rec = rec.transformed(a.c2w, frame)
         t0 = time.perf_counter()
         fusion.add(rec, perception.map_points, (float(k), float(k - 1)))
         seconds.append(time.perf_counter() - t0)
@@ -89,14 +102,22 @@ def build_map(perception, views, voxel_size: float = 0.05, max_voxels: int = 200
 
 
 def evaluate(perception, seed: int = SEED, keyframes: int = 30, spacing: float = 0.24,
-             labels=None, log=print, free_space: bool = True) -> Dict[str, object]:
+             labels=None, log=print, free_space: bool = True, odometry: bool = True,
+             depth_pose: bool = True) -> Dict[str, object]:
     from lsm.specs import DEFAULT_LABELS
 
     labels = list(labels or DEFAULT_LABELS)
     room, views = sweep(seed, keyframes, spacing)
-    vmap, seconds = build_map(perception, views, log=log, free_space=free_space)
+    vmap, seconds = build_map(perception, views, log=log, free_space=free_space,
+                              odometry=odometry, depth_pose=depth_pose)
     truth = object_boxes(room)
-    centre = vmap.snapshot()["position"].mean(0)
+    # the chain's frame is the first pair's reference camera, placed at its true pose
+    to_world = np.eye(4) if odometry else np.asarray(views[1].c2w, np.float64)
+
+    def world(p):
+        return np.asarray(p, np.float64) @ to_world[:3, :3].T + to_world[:3, 3]
+
+    centre = world(vmap.snapshot()["position"].mean(0))
     rows = {}
     for query in CLASSES + tuple(SYNONYMS):
         cls = SYNONYMS.get(query, query)
@@ -105,22 +126,26 @@ def evaluate(perception, seed: int = SEED, keyframes: int = 30, spacing: float =
         boxes = truth.get(cls, [])
         row = {"class": cls, "instances": len(found), "best_relevance": best,
                "true_objects": len(boxes)}
+        centroids = [world(i.centroid) for i in found]
         if boxes:
-            errors = [min(float(np.linalg.norm(i.centroid - b["center"])) for b in boxes)
-                      for i in found]
+            errors = [min(float(np.linalg.norm(c - b["center"])) for b in boxes)
+                      for c in centroids]
             row["nearest_instance_error_m"] = min(errors) if errors else None
             row["top_instance_error_m"] = errors[0] if errors else None
             row["map_centre_error_m"] = min(float(np.linalg.norm(centre - b["center"]))
                                             for b in boxes)
         row["false_instances"] = sum(
-            not any(np.all(i.centroid >= b["lo"] - FALSE_MARGIN)
-                    and np.all(i.centroid <= b["hi"] + FALSE_MARGIN) for b in boxes)
-            for i in found)
-        row["instance_centroids"] = [[round(float(v), 3) for v in i.centroid] for i in found]
+            not any(np.all(c >= b["lo"] - FALSE_MARGIN)
+                    and np.all(c <= b["hi"] + FALSE_MARGIN) for b in boxes)
+            for c in centroids)
+        row["instance_centroids"] = [[round(float(v), 3) for v in c] for c in centroids]
         rows[query] = row
         log(f"{query}: {row}")
     return {"seed": seed, "keyframes": keyframes, "spacing_m": spacing, "size": list(SIZE),
             "voxels": len(vmap), "voxel_size": vmap.voxel_size, "free_space": free_space,
+            "poses": ("odometry (the truth, as TF gives it)" if odometry else
+                      "chained pair poses, no TF (" + ("refined on the depth images" if depth_pose
+                                                       else "the image pose made metric") + ")"),
             "cleared_voxels": vmap.cleared,
             "fusion_ms_median": 1000 * float(np.median(seconds)), "queries": rows}
 
@@ -130,7 +155,7 @@ def report(s: Dict[str, object]) -> str:
         return "none" if x is None else f"{x:.2f}"
 
     lines = [f"held-out room {s['seed']}: {s['keyframes']} RGB-D keyframes {s['spacing_m']} m "
-             f"apart ({s['size'][1]}x{s['size'][0]}), poses from the truth (TF); map "
+             f"apart ({s['size'][1]}x{s['size'][0]}), poses: {s.get('poses', 'odometry')}; map "
              f"{s['voxels']} voxels of {s['voxel_size']} m, fusion {s['fusion_ms_median']:.1f} "
              "ms per pair (median), free-space clearing "
              + (f"on ({s['cleared_voxels']} voxels cleared)" if s.get("free_space") else "off"),
@@ -158,12 +183,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="folder for map_eval.json")
     parser.add_argument("--no-free-space", action="store_true",
                         help="fuse without free-space clearing (the node's map_free_space: false)")
+    parser.add_argument("--no-odometry", action="store_true",
+                        help="no TF: chain the pairs' own poses (a handheld RGB-D camera in mono mode)")
+    parser.add_argument("--no-depth-pose", action="store_true",
+                        help="with --no-odometry: do not refine the pairs' poses on the depth images")
     a = parser.parse_args(argv)
     from lsm.perception import Perception, WeightSources
 
     perception = Perception.load(WeightSources(checkpoint=a.checkpoint), device="cpu")
     summary = evaluate(perception, a.seed, a.keyframes, a.spacing, log=log_to_stderr,
-                       free_space=not a.no_free_space)
+                       free_space=not a.no_free_space, odometry=not a.no_odometry,
+                       depth_pose=not a.no_depth_pose)
     print_and_save(summary, report(summary), a.out, "map_eval.json")
     return 0
 
