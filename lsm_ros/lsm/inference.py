@@ -68,8 +68,12 @@ def reconstruct_pairs(model, pairs: Sequence[Tuple[object, object]],
     source it is the better one (``docs/generalisation.md``) -- keeping the network's
     translation length (a pair's scale). As with a pose from the sensors, the pointmaps stay
     the network's joint prediction of both views in view 1's frame: only the camera moves.
+    With depth images of both views, a metric scale and no pose from the sensors,
+    ``metric.depth_pose`` refines that pose on the measured depth
+    (:func:`lsm.geometry.depth_pose.align_depth`), whose confidence it then carries.
     ``timings``, when given, is filled with seconds per stage: ``preprocess``, ``network``,
-    ``cameras`` (focal, PnP, sensors) and ``pose`` (the two-view geometry and confidence).
+    ``cameras`` (focal, PnP, sensors) and ``pose`` (the two-view geometry, the depth
+    alignment, and their confidence).
     """
     if len(pairs) == 0:
         raise ValueError("no image pairs given")
