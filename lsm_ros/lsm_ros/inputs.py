@@ -25,7 +25,6 @@ Stamps are float seconds; pairing items are opaque to this module.
 """
 from __future__ import annotations
 
-import math
 import re
 import threading
 import time
@@ -37,7 +36,7 @@ import numpy as np
 
 from lsm.metric import PairSensors
 from lsm_ros import messages
-from lsm_ros.tf_buffer import TransformError, make_tf_lookup
+from lsm_ros.tf_buffer import PatientLookup, TransformError, make_tf_lookup
 
 
 @dataclass(frozen=True)
@@ -162,7 +161,10 @@ class InputProblems:
 
 
 # ----------------------------------------------------------------------------- sensors
-TF_WAIT = 0.2  # seconds the worker waits for TF to reach an image's stamp
+# seconds the worker waits for a camera's CameraInfo (none received yet) or for its depth
+# image of this stamp, when their topic has a publisher: drivers and bags deliver them just
+# after the colour image, and the worker may start on a pair before they arrive
+SENSOR_WAIT = 0.2
 
 
 
@@ -228,6 +230,7 @@ class SensorInputs:
         needs_tf = bool(settings.world_frame or settings.odom_frame or settings.floor_frame
                         or (settings.mode == "pair" and settings.scale_source in ("auto", "stereo")))
         self.lookup, self.tf_kind = make_tf_lookup(node) if needs_tf else (None, "not needed")
+        self._patient = PatientLookup(self.lookup) if self.lookup is not None else None
         self.world_frame = settings.world_frame
         self.last_notes: Dict[str, str] = {}
 
@@ -272,6 +275,13 @@ class SensorInputs:
         """The pair's sensors and world_T_reference (None without world_frame or TF)."""
         stamps = [messages.stamp_seconds(h) for h in job.headers]
         frames = [self._s.camera_frame or h.frame_id for h in job.headers]
+        for v in range(2):
+            camera = v if self._s.mode == "pair" else 0
+            self._await(lambda c=camera: self.camera_info(c) is not None,
+                        self.camera_info_topics[camera])
+            if self.depth_topics[camera]:
+                self._await(lambda c=camera, t=stamps[v]: self._depth_near(c, t),
+                            self.depth_topics[camera])
         # a rectified rig's images are described by P, not by the raw camera's K
         rectified = self._rectified_baseline() if self._s.mode == "pair" else None
         Ks, depths = [], []
@@ -314,6 +324,26 @@ class SensorInputs:
             return None
         return info.P[:, :3].copy() if rectified else info.K
 
+    def _await(self, ready: Callable[[], bool], topic: str) -> None:
+        """Wait (worker thread only) up to SENSOR_WAIT for ``ready()``, if ``topic`` has a
+        publisher: a camera without CameraInfo or depth costs nothing."""
+        if ready():
+            return
+        try:
+            if self._node.count_publishers(topic) == 0:
+                return
+        except Exception:  # the node is shutting down: nothing to wait for
+            return
+        end = time.monotonic() + SENSOR_WAIT
+        while time.monotonic() < end:
+            time.sleep(0.005)
+            if ready():
+                return
+
+    def _depth_near(self, camera: int, stamp: float) -> bool:
+        with self._lock:
+            return any(abs(s - stamp) <= self._s.slop for s, _ in self._depth[camera])
+
     def _depth_for(self, camera: int, stamp: float, width: int, height: int):
         if not self.depth_topics[camera]:
             return None
@@ -345,17 +375,13 @@ class SensorInputs:
         return -right.P[0, 3] / right.P[0, 0]
 
     def _tf(self, target: str, source: str, stamp: float) -> Optional[np.ndarray]:
-        """target_T_source at ``stamp``, waiting up to TF_WAIT for it to arrive; None (and a
-        report) when it cannot be had."""
+        """target_T_source at ``stamp``, waiting a little for it to arrive
+        (:class:`lsm_ros.tf_buffer.PatientLookup`); None (and a report) when it cannot be had."""
         if self.lookup is None:
             self._report("TF", f"no TF available ({self.tf_kind}): {target} <- {source} unknown")
             return None
-        end = time.monotonic() + TF_WAIT
-        while True:
-            try:
-                return self.lookup(target, source, stamp)
-            except TransformError as exc:
-                if not exc.future or time.monotonic() >= end or not math.isfinite(stamp):
-                    self._report("TF", f"{target} <- {source} at {stamp:.3f} s: {exc}")
-                    return None
-            time.sleep(0.01)
+        try:
+            return self._patient(target, source, stamp)
+        except TransformError as exc:
+            self._report("TF", f"{target} <- {source} at {stamp:.3f} s: {exc}")
+            return None

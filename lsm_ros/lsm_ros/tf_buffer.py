@@ -12,7 +12,9 @@ of ``source`` in ``target``, so that ``p_target = T @ p_source``.
 from __future__ import annotations
 
 import bisect
+import math
 import threading
+import time
 from collections import deque
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -152,6 +154,47 @@ class TransformCache:
             for child in up_t[:up_t.index(common)]:
                 root_T_target = self._edge(child, stamp) @ root_T_target
         return np.linalg.inv(root_T_target) @ root_T_source
+
+
+TF_WAIT = 0.2  # seconds a lookup waits for TF to reach a stamp it has not yet
+# seconds a pair of frames never resolved may wait to appear at all: at start-up a latched
+# /tf_static (a bag's, a robot_state_publisher's) can arrive after the first images; once
+# resolved, or past this, an unknown frame fails at once (a wrong frame name costs nothing)
+TF_FIRST_WAIT = 2.0
+
+
+class PatientLookup:
+    """A TF lookup (target, source, stamp) -> 4x4 that waits a little before giving up:
+    up to ``wait`` s when the stamp is newer than the buffer (TF often lags the images), and
+    while a pair of frames has never been resolved, up to ``first_wait`` s from its first
+    request for the frames to appear. Raises the last :class:`TransformError`. For the
+    worker thread: it sleeps, so never call it on the executor."""
+
+    def __init__(self, lookup: LookupFn, wait: float = TF_WAIT, first_wait: float = TF_FIRST_WAIT) -> None:
+        self.lookup, self.wait, self.first_wait = lookup, float(wait), float(first_wait)
+        self._first_deadline: Dict[Tuple[str, str], float] = {}
+        self._resolved: set = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, target: str, source: str, stamp: float) -> np.ndarray:
+        start = time.monotonic()
+        key = (target, source)
+        with self._lock:
+            first_end = (start if key in self._resolved
+                         else self._first_deadline.setdefault(key, start + self.first_wait))
+        while True:
+            try:
+                T = self.lookup(target, source, stamp)
+            except TransformError as exc:
+                now = time.monotonic()
+                if not math.isfinite(stamp) or not ((exc.future and now < start + self.wait)
+                                                    or now < first_end):
+                    raise
+                time.sleep(0.01)
+                continue
+            with self._lock:
+                self._resolved.add(key)
+            return T
 
 
 def make_tf_lookup(node, cache_seconds: float = 10.0) -> Tuple[Optional[LookupFn], str]:

@@ -71,3 +71,32 @@ def test_a_sample_sent_again_replaces_itself(cache):
         cache.add("odom", "base_link", 102.0, (2.0, 0, 0), _xyzw(0.4))
     stamps, samples = cache._dynamic["base_link"]
     assert stamps == sorted(set(stamps)) and len(stamps) == 5
+
+
+def test_a_patient_lookup_waits_for_late_static_frames_once():
+    """At start-up a latched /tf_static can arrive after the first images: a frame pair
+    never resolved may wait (up to first_wait) for it. Once resolved, or for a frame that
+    never comes after its grace, the lookup fails at once."""
+    import threading
+    import time
+
+    from lsm_ros.tf_buffer import PatientLookup
+
+    cache = TransformCache(cache_seconds=10.0)
+    patient = PatientLookup(cache.lookup, wait=0.05, first_wait=2.0)
+    late = threading.Timer(0.3, lambda: cache.add("odom", "camera", 0.0, (1, 2, 3), (0, 0, 0, 1),
+                                                   static=True))
+    late.start()
+    t0 = time.monotonic()
+    T = patient("odom", "camera", 5.0)
+    waited = time.monotonic() - t0
+    assert np.allclose(T[:3, 3], [1, 2, 3]) and 0.25 < waited < 1.5, waited
+    # resolved once: a frame that disappears is not waited for again
+    t0 = time.monotonic()
+    with pytest.raises(TransformError):
+        patient("odom", "nowhere", 5.0)  # a new pair: waits its grace ...
+    assert time.monotonic() - t0 >= 1.9
+    t0 = time.monotonic()
+    with pytest.raises(TransformError):
+        patient("odom", "nowhere", 6.0)  # ... once
+    assert time.monotonic() - t0 < 0.1

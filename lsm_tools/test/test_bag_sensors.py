@@ -34,7 +34,7 @@ def _stereo_bag(path, frames=2):
     right = stereo_partner(generate_room(sample.meta["room_seed"]), left, BASELINE)
     shift = np.eye(4)
     shift[0, 3] = BASELINE
-    start = 7 * 10**18
+    start = 1_700_000_000 * 10**9  # ns; ROS Time keeps whole seconds in an int32
     messages = [BagMessage("/tf_static", "tf2_msgs/msg/TFMessage", start, serialize_message(
         tf_message("odom", "left_optical", left.c2w, 0.0)))]
     for i in range(frames):
@@ -74,12 +74,14 @@ def test_stereo_bag_with_camera_info_and_tf_static_gives_metric_clouds_in_the_wo
     from lsm_ros.messages import read_pointcloud
 
     truth = world_points([left])  # the left camera's pixels in odom, metres
+    values = [diagnostic_values(m) for m in recorded["/diagnostics"]]
+    why = [v.get("3-D output frame") for v in values if "3-D output frame" in v]
     for cloud in clouds:
-        assert cloud.header.frame_id == "odom"
+        # on failure: what the node said about its output frame, and its log's end
+        assert cloud.header.frame_id == "odom", (why, log.read_text()[-3000:] if log.exists() else "")
         d = nearest_distances(read_pointcloud(cloud)["points"], truth)
         print(f"bag stereo cloud vs truth in odom: median {1000 * np.median(d):.1f} mm")
         assert np.median(d) < 0.05  # metres: the CameraInfo baseline and /tf_static were used
-    values = [diagnostic_values(m) for m in recorded["/diagnostics"]]
     last = next(v for v in reversed(values) if "scale source" in v)
     assert last["units"] == "m" and last["3-D output frame"] == "odom", last
     assert last["scale source"].startswith("stereo"), last
