@@ -127,7 +127,9 @@ def align_depth(depth0: np.ndarray, depth1: np.ndarray, K0: np.ndarray, K1: np.n
     each at the pixels of its ``K``), refined from ``init_c2w1`` (4x4, metres) and from the
     same rotation without translation (an estimated pair's translation length is the least
     reliable part of its pose): the start whose result explains more of view 1's points wins.
-    None when neither start aligns (the depth images overlap too little)."""
+    Where the depth leaves a motion free (weakest constraint < DEGENERATE), the translation
+    is refitted on the line of ``init_c2w1``'s direction. None when neither start aligns
+    (the depth images overlap too little)."""
     start = np.asarray(init_c2w1, np.float64)
     still = start.copy()
     still[:3, 3] = 0.0
