@@ -122,14 +122,14 @@ def test_a_free_motion_is_fixed_by_the_start_direction():
     """Floor and one wall: sliding along their corner (camera z) changes nothing the depth
     sees. The start's direction (from the images) is right but its length twice too long;
     the depth fixes the length through the motion's sideways part (the wall)."""
-    from lsm.geometry.depth_pose import DEGENERATE, _align_from
+    from lsm.geometry.depth_pose import DEGENERATE, _align_from, _pyramid
 
     corner = [((0, 1, 0), 1.0), ((1, 0, 0), -1.2)]
     c2w1 = _pose([0.0, 1.0, 0.0], 2.0, [0.06, 0.0, 0.25])
     d0, d1 = _raycast(np.eye(4), corner), _raycast(c2w1, corner)
     start = _pose([1.0, 0.0, 0.0], 1.0, [0.0, 0.0, 0.0]) @ c2w1
     start[:3, 3] = 2.0 * c2w1[:3, 3]
-    free = _align_from(d0, d1, K, K, start)  # six motions: the corner's direction stays as started
+    free = _align_from(_pyramid(d0, d1, K, K), start)  # six motions: the corner's direction stays as started
     assert free.constraint < DEGENERATE
     assert np.linalg.norm(free.c2w1[:3, 3] - c2w1[:3, 3]) > 0.05
     fit = align_depth(d0, d1, K, K, start)

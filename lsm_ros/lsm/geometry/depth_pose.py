@@ -133,9 +133,12 @@ def align_depth(depth0: np.ndarray, depth1: np.ndarray, K0: np.ndarray, K1: np.n
     start = np.asarray(init_c2w1, np.float64)
     still = start.copy()
     still[:3, 3] = 0.0
+    levels = _pyramid(depth0, depth1, K0, K1)  # shared by every start
+    if levels is None:
+        return None
     best = None
     for init in (start, still):
-        fit = _align_from(depth0, depth1, K0, K1, init)
+        fit = _align_from(levels, init)
         if fit is not None and (best is None or fit.inlier_fraction > best.inlier_fraction):
             best = fit
     length = float(np.linalg.norm(start[:3, 3]))
@@ -145,39 +148,47 @@ def align_depth(depth0: np.ndarray, depth1: np.ndarray, K0: np.ndarray, K1: np.n
         # from the depth's rotation and the start's translation (the free fit may have slid)
         init = best.c2w1.copy()
         init[:3, 3] = start[:3, 3]
-        along = _align_from(depth0, depth1, K0, K1, init, along=start[:3, 3] / length)
+        along = _align_from(levels, init, along=start[:3, 3] / length)
         if along is not None:
             best = along
     return best
 
 
-def _align_from(depth0, depth1, K0, K1, init_c2w1, along: Optional[np.ndarray] = None
-                ) -> Optional[DepthAlignment]:
-    """One ICP run from ``init_c2w1`` (coarse to fine); with ``along`` (a unit vector in
-    camera 0's frame) the translation is kept on that line (rotation + its length: 4 motions)."""
-    T = np.asarray(init_c2w1, np.float64).copy()
-    if along is not None:  # start on the line, at the given translation's length along it
-        T[:3, 3] = along * max(float(T[:3, 3] @ along), 0.0)
+def _pyramid(depth0, depth1, K0, K1):
+    """Per level of LEVELS: (rejection distance, view 0's points (h, w, 3) and unit normals,
+    its K, view 1's valid points (N, 3) and their normals); None when a level of view 1 has
+    too few valid points."""
     d0 = np.asarray(depth0, np.float64)
     d1 = np.asarray(depth1, np.float64)
     K0 = np.asarray(K0, np.float64)
     K1 = np.asarray(K1, np.float64)
-    result = None
     base = max(1, -(-max(d0.shape + d1.shape) // MAX_SIDE))  # large images: the finest level subsampled
+    levels = []
     for step, reject in LEVELS:
         t0, k0 = _level(d0, K0, step * base)
         t1, k1 = _level(d1, K1, step * base)
         target = _unproject(t0, k0)
-        normals = _normals(target, t0)
         src_map = _unproject(t1, k1)
         src = src_map.reshape(-1, 3)
         src_n = _normals(src_map, t1).reshape(-1, 3)
         ok = np.isfinite(src).all(1)
-        src, src_n = src[ok], src_n[ok]
-        if len(src) < MIN_POINTS:
+        if ok.sum() < MIN_POINTS:
             return None
-        h, w = t0.shape
-        cos_max = np.cos(np.radians(MAX_NORMAL_ANGLE_DEG))
+        levels.append((reject, target, _normals(target, t0), k0, src[ok], src_n[ok]))
+    return levels
+
+
+def _align_from(levels, init_c2w1, along: Optional[np.ndarray] = None) -> Optional[DepthAlignment]:
+    """One ICP run over ``levels`` (:func:`_pyramid`, coarse to fine) from ``init_c2w1``;
+    with ``along`` (a unit vector in camera 0's frame) the translation is kept on that line
+    (rotation + its length: 4 motions)."""
+    T = np.asarray(init_c2w1, np.float64).copy()
+    if along is not None:  # start on the line, at the given translation's length along it
+        T[:3, 3] = along * max(float(T[:3, 3] @ along), 0.0)
+    result = None
+    cos_max = np.cos(np.radians(MAX_NORMAL_ANGLE_DEG))
+    for reject, target, normals, k0, src, src_n in levels:
+        h, w = target.shape[:2]
         for _ in range(ITERATIONS):
             p = src @ T[:3, :3].T + T[:3, 3]
             z = p[:, 2]
