@@ -161,9 +161,10 @@ class InputProblems:
 
 
 # ----------------------------------------------------------------------------- sensors
-# seconds the worker waits for a camera's CameraInfo (none received yet) or for its depth
-# image of this stamp, when their topic has a publisher: drivers and bags deliver them just
-# after the colour image, and the worker may start on a pair before they arrive
+# seconds the worker waits for a camera's first CameraInfo (on its first pair) or for its
+# depth image of this stamp, when their topic has a publisher: drivers and bags deliver them
+# just after the colour image, and the worker may start on a pair before they arrive; a
+# camera without CameraInfo costs no graph query after its first pair
 SENSOR_WAIT = 0.2
 
 
@@ -231,6 +232,7 @@ class SensorInputs:
                         or (settings.mode == "pair" and settings.scale_source in ("auto", "stereo")))
         self.lookup, self.tf_kind = make_tf_lookup(node) if needs_tf else (None, "not needed")
         self._patient = PatientLookup(self.lookup) if self.lookup is not None else None
+        self._info_awaited: set = set()  # cameras whose first CameraInfo was waited for
         self.world_frame = settings.world_frame
         self.last_notes: Dict[str, str] = {}
 
@@ -277,8 +279,10 @@ class SensorInputs:
         frames = [self._s.camera_frame or h.frame_id for h in job.headers]
         for v in range(2):
             camera = v if self._s.mode == "pair" else 0
-            self._await(lambda c=camera: self.camera_info(c) is not None,
-                        self.camera_info_topics[camera])
+            if camera not in self._info_awaited:  # the first CameraInfo only: once per camera
+                self._info_awaited.add(camera)
+                self._await(lambda c=camera: self.camera_info(c) is not None,
+                            self.camera_info_topics[camera])
             if self.depth_topics[camera]:
                 self._await(lambda c=camera, t=stamps[v]: self._depth_near(c, t),
                             self.depth_topics[camera])
