@@ -176,18 +176,34 @@ def count_flops(model, img1: torch.Tensor, img2: torch.Tensor) -> int:
 
 
 def matmul_peak(device: torch.device, n: int = 2048, repeats: int = 5) -> Dict[str, float]:
-    """Best fp32 ``torch.mm`` throughput of an n x n product (FLOP/s = 2 n^3 / time)."""
+    """Best fp32 throughput of an n x n product (FLOP/s = 2 n^3 / time) through the route
+    the model's linear layers take (:func:`lsm.model.cpu_linear.linear`: oneDNN on an x86
+    CPU) and, on a CPU, through aten's BLAS (``torch.mm``) as well."""
+    from lsm.model.cpu_linear import applies, linear
+
     a = torch.randn(n, n, device=device)
     b = torch.randn(n, n, device=device)
-    torch.mm(a, b)
-    _sync(device)
-    best = math.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        torch.mm(a, b)
-        _sync(device)
-        best = min(best, time.perf_counter() - t0)
-    return {"n": n, "seconds": best, "flops_per_s": 2.0 * n ** 3 / best}
+
+    def best_of(fn) -> float:
+        with torch.no_grad():
+            fn()
+            _sync(device)
+            best = math.inf
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                fn()
+                _sync(device)
+                best = min(best, time.perf_counter() - t0)
+        return best
+
+    with torch.no_grad():
+        onednn = applies(a, b)
+    best = best_of(lambda: linear(a, b))
+    out = {"n": n, "seconds": best, "flops_per_s": 2.0 * n ** 3 / best,
+           "route": "oneDNN" if onednn else "aten"}
+    if onednn:
+        out["aten_flops_per_s"] = 2.0 * n ** 3 / best_of(lambda: torch.mm(a, b))
+    return out
 
 
 # ------------------------------------------------------------------ inputs
@@ -342,7 +358,10 @@ def measure_precisions(model, pairs, device: torch.device, repeats: int,
     """Each precision that runs on ``device`` against fp32 on the same pairs, alternating
     within one run: seconds per pair (preprocessing + network + cameras) and the accuracy
     cost (pointmap distance relative to the fp32 point's range, depth AbsRel against fp32,
-    share of Gaussians whose label changes, camera rotation difference)."""
+    share of Gaussians whose label changes, camera rotation difference). On a CPU where
+    :mod:`lsm.model.cpu_linear` applies, also fp32 with the linear layers on aten's BLAS
+    (:data:`ATEN_LINEAR`, the route before oneDNN), against the same fp32 reference."""
+    from lsm.model import cpu_linear
     from lsm.perception import Perception, effective_precision
     from lsm.specs import PRECISIONS
 
@@ -353,6 +372,8 @@ def measure_precisions(model, pairs, device: torch.device, repeats: int,
             runs[name] = Perception(model, name)
         else:
             runs.setdefault("skipped", []).append(f"{name}: {note}")
+    if device.type == "cpu" and cpu_linear.available():  # the route before oneDNN
+        runs[ATEN_LINEAR] = Perception(model, "fp32")
     times: Dict[str, List[float]] = {name: [] for name in runs if name != "skipped"}
     recs: Dict[str, list] = {name: [] for name in times}
     for r in range(repeats + 1):
@@ -360,7 +381,8 @@ def measure_precisions(model, pairs, device: torch.device, repeats: int,
             for name in times:
                 _sync(device)
                 t0 = time.perf_counter()
-                rec = runs[name].reconstruct([pair])[0]
+                with (cpu_linear.aten() if name == ATEN_LINEAR else contextlib.nullcontext()):
+                    rec = runs[name].reconstruct([pair])[0]
                 _sync(device)
                 if r > 0:
                     times[name].append(time.perf_counter() - t0)
@@ -394,6 +416,7 @@ def measure_precisions(model, pairs, device: torch.device, repeats: int,
 
 
 STORED_BF16 = "bf16, weights stored in bf16"
+ATEN_LINEAR = "fp32, linear layers on aten (MKL)"  # lsm.model.cpu_linear.aten()
 
 
 def measure_paper_precisions(device: torch.device, repeats: int = 2,
@@ -402,7 +425,9 @@ def measure_paper_precisions(device: torch.device, repeats: int = 2,
     """The paper configuration's forward pass (random weights unless ``checkpoint``) on one
     random 256x256 pair, in each precision that runs on ``device``, alternating: seconds
     per stage (medians), peak / working memory, and how far bf16's pointmaps and 2-D
-    semantic features are from fp32's. On a CPU with bf16, last, as the node runs it: the
+    semantic features are from fp32's. On a CPU, the linear layers run through oneDNN as in
+    the node (:mod:`lsm.model.cpu_linear`), and fp32 on aten's BLAS is measured beside it
+    (:data:`ATEN_LINEAR`). On a CPU with bf16, last, as the node runs it: the
     transformer weights stored in bf16 (lsm.perception.store_autocast_weights; its
     outputs' largest difference from bf16's is reported, 0 when bit-identical).
     ``config``: another configuration (tests). ``export_dir``: also write the model's whole
@@ -410,6 +435,8 @@ def measure_paper_precisions(device: torch.device, repeats: int = 2,
     the bf16 weight storage) and the pair with our fp32 pointmaps (``inputs.pt``) there,
     for :func:`lsm_tools.official_benchmark.measure_official`."""
     from lsm.config import paper
+    from lsm.model import cpu_linear
+    from lsm.model.cpu_linear import use_onednn_linear
     from lsm.model.lsm import LSM
     from lsm.perception import effective_precision, release_unused_weights
     from lsm.specs import PRECISIONS
@@ -424,10 +451,12 @@ def measure_paper_precisions(device: torch.device, repeats: int = 2,
     if export_dir is not None:  # the whole model, before the runtime frees what it never runs
         torch.save(model.state_dict(), Path(export_dir) / "state_dict.pt")
     release_unused_weights(model)  # as Perception.load does, in every precision
+    aten_too = device.type == "cpu" and use_onednn_linear(model) > 0  # as Perception.load does
     size = model.config.image_size
     gen = torch.Generator().manual_seed(0)
     img1, img2 = (torch.rand(1, 3, size, size, generator=gen).to(device) for _ in range(2))
     names = [n for n in PRECISIONS if effective_precision(n, str(device))[0] == n]
+    names += [ATEN_LINEAR] if aten_too else []
     runs: Dict[str, List[Dict[str, float]]] = {n: [] for n in names}
     memory: Dict[str, PeakMemory] = {}
     outputs = {}
@@ -435,9 +464,10 @@ def measure_paper_precisions(device: torch.device, repeats: int = 2,
     def forward(name: str, dtype, r: int) -> None:  # one timed pass, kept after the warm-up
         ctx = (contextlib.nullcontext() if dtype is None
                else torch.autocast(device_type=device.type, dtype=dtype))
+        route = cpu_linear.aten() if name == ATEN_LINEAR else contextlib.nullcontext()
         t: Dict[str, float] = {}
         mem = PeakMemory(device)
-        with torch.no_grad(), ctx, stage_timers(model, device, t), mem:
+        with torch.no_grad(), ctx, route, stage_timers(model, device, t), mem:
             _sync(device)
             t0 = time.perf_counter()
             out = model(img1, img2)
@@ -448,7 +478,7 @@ def measure_paper_precisions(device: torch.device, repeats: int = 2,
         memory[name] = mem
         outputs[name] = (torch.cat([out.pts1, out.pts2]).float(), out.semantic_2d.float())
 
-    dtypes = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+    dtypes = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16, ATEN_LINEAR: None}
     for r in range(repeats + 1):
         for name in names:
             forward(name, dtypes[name], r)
@@ -730,8 +760,10 @@ def markdown_report(result: Dict[str, object]) -> str:
                          f"{100 * st['node_overhead_share_of_model']:.1f}% of the model time "
                          f"({_ms(st['model_s'])} ms: preprocessing to camera recovery).")
         peak = dev["matmul_peak"]
-        lines += ["", f"fp32 matmul peak ({peak['n']}x{peak['n']}): "
-                      f"{peak['flops_per_s'] / 1e9:.1f} GFLOP/s.", "",
+        aten = (f" (aten's BLAS, torch.mm: {peak['aten_flops_per_s'] / 1e9:.1f} GFLOP/s)"
+                if peak.get("aten_flops_per_s") else "")
+        lines += ["", f"fp32 matmul peak ({peak['n']}x{peak['n']}, {peak.get('route', 'aten')}, "
+                      f"as the linear layers run): {peak['flops_per_s'] / 1e9:.1f} GFLOP/s{aten}.", "",
                   "| batch | ms / batch | pairs/s |", "|---:|---:|---:|"]
         for row in dev["batches"]:
             lines.append(f"| {row['batch']} | {_ms(row['seconds'])} | {row['pairs_per_s']:.2f} |")
@@ -905,6 +937,10 @@ def run_benchmark(model, devices: Sequence[str], settings: BenchmarkSettings,
         from lsm.perception import Perception
 
         model = model.to(device).eval()
+        if device.type == "cpu":  # as Perception.load does
+            from lsm.model.cpu_linear import use_onednn_linear
+
+            use_onednn_linear(model)
         perception = Perception(model)
         labels = settings.labels
         if labels:

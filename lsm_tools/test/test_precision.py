@@ -35,6 +35,14 @@ def test_cpu_bf16_keeps_pointmaps_cameras_and_labels_of_fp32():
     assert bf16["rotation_diff_deg"] < 0.5  # measured 0.03-0.07 deg
     assert bf16["labels_changed"] < 0.05  # measured 1 %
     assert next(r for r in rows if r.get("precision") == "fp32")["speedup"] == 1.0
+    from lsm.model import cpu_linear
+    from lsm_tools.benchmark import ATEN_LINEAR
+
+    aten = [r for r in rows if r.get("precision") == ATEN_LINEAR]
+    assert len(aten) == int(cpu_linear.available())
+    for row in aten:  # the linear layers on aten's BLAS: fp32 as well, the same outputs
+        assert row["pointmap_rel_diff"] < 1e-4 and row["depth_absrel_vs_fp32"] < 1e-4
+        assert row["labels_changed"] < 0.005
 
 
 @pytest.mark.skipif(effective_precision("bf16", "cpu")[0] != "bf16",
@@ -64,11 +72,16 @@ def test_paper_precision_table_times_stages_memory_and_agreement():
     """lsm-benchmark --paper's measurement, run on the tiny configuration (the paper one
     needs ~7 GB and a minute): every stage timed per precision, bf16 close to fp32."""
     from lsm.config import tiny
-    from lsm_tools.benchmark import STORED_BF16, _paper_lines, measure_paper_precisions
+    from lsm.model import cpu_linear
+    from lsm_tools.benchmark import ATEN_LINEAR, STORED_BF16, _paper_lines, measure_paper_precisions
 
     result = measure_paper_precisions(torch.device("cpu"), repeats=1, config=tiny())
     rows = {r["precision"]: r for r in result["rows"]}
-    assert set(rows) == {"fp32", "bf16", STORED_BF16}
+    aten = {ATEN_LINEAR} if cpu_linear.available() else set()
+    assert set(rows) == {"fp32", "bf16", STORED_BF16} | aten
+    if aten:  # fp32 on aten's BLAS beside oneDNN's: the same maths to float rounding
+        assert rows[ATEN_LINEAR]["pointmap_rel_diff"] < 1e-4
+        assert rows[ATEN_LINEAR]["semantic_cosine_min"] > 0.9999
     for r in rows.values():
         assert r["stages_s"]["total"] >= r["stages_s"]["point_aggregation"] > 0
         assert r["peak_memory_bytes"] > 0
