@@ -6,14 +6,15 @@ half the machine's fp32 rate: 210-230 GFLOP/s against 420-480 GFLOP/s for oneDNN
 which torch also ships (``torch.ops.mkldnn._linear_pointwise``, the op torch's own compiler
 emits for CPU linear layers). Same fp32 arithmetic, only the summation order differs
 (results within ~1e-7 relative of aten's; pointmaps of the paper configuration 3e-7).
-Measured (``lsm-benchmark``): the paper configuration's forward pass 1.4x faster, the
-embedded model's about 5 %.
+Measured (``lsm-benchmark``): the paper configuration's forward pass 1.4x faster; the
+embedded model, whose products are small, gains nothing in a live stream.
 
-:func:`linear` takes oneDNN's route only where it computes what ``F.linear`` would: CPU,
-float32 input and weight, no autograd graph to build, no CPU autocast active, a non-empty
-input, and a check at first use that the op exists and agrees with ``F.linear``
-(:func:`available`). Everything else (training, bf16 autocast, CUDA) is ``F.linear`` itself,
-as is everything inside ``with aten():`` (the benchmark's comparison).
+:func:`linear` takes oneDNN's route only where it computes what ``F.linear`` would and is
+worth it: CPU, float32 input and weight, no autograd graph to build, no CPU autocast
+active, a product of at least :data:`MIN_MACS` multiply-adds, and a check at first use
+that the op exists and agrees with ``F.linear`` (:func:`available`). Everything else
+(training, bf16 autocast, CUDA, small products) is ``F.linear`` itself, as is everything
+inside ``with aten():`` (the benchmark's comparison).
 :func:`use_onednn_linear` switches a model's ``nn.Linear`` layers over (same parameters,
 same state dict); :meth:`lsm.perception.Perception.load` does so for a CPU model.
 """
@@ -29,6 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# oneDNN builds (JIT-compiles) a kernel for every new input shape, 0.2-1.4 ms here: a small
+# product on a new point count (the point transformer's, every pair) never earns that back.
+MIN_MACS = 1 << 27  # multiply-adds; smaller products stay on aten
 _ATEN_ONLY = contextvars.ContextVar("lsm_aten_linear_only", default=False)
 
 
@@ -64,7 +68,7 @@ def available() -> bool:
 def applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether :func:`linear` takes oneDNN's route for this input and weight."""
     return (x.device.type == "cpu" and x.dtype == torch.float32 and weight.dtype == torch.float32
-            and x.numel() > 0
+            and x.numel() * weight.shape[0] >= MIN_MACS
             and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
             and not torch.is_autocast_enabled("cpu") and not _ATEN_ONLY.get() and available())
 
