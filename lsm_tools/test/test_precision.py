@@ -112,3 +112,20 @@ def test_sparse_convolutions_stay_fp32_under_cpu_autocast(backend):
         got = conv(x, SparseGrid(grid, batch, 1))
     assert got.dtype == torch.float32
     torch.testing.assert_close(got, want)
+
+
+def test_flop_count_is_the_same_on_onednn_linear_layers(monkeypatch):
+    """The benchmark's FLOP count (torch's counter) does not see oneDNN's op: it counts on
+    aten's route, so a model switched to oneDNN reports the same products."""
+    from lsm.checkpoint import load_model
+    from lsm.model import cpu_linear
+    from lsm.model.cpu_linear import use_onednn_linear
+    from lsm_tools.benchmark import count_flops
+
+    monkeypatch.setattr(cpu_linear, "MIN_MACS", 0)  # every product on oneDNN where it runs
+    model = load_model(None).eval()
+    gen = torch.Generator().manual_seed(0)
+    img1, img2 = (torch.rand(1, 3, 64, 64, generator=gen) for _ in range(2))
+    before = count_flops(model, img1, img2)
+    use_onednn_linear(model)
+    assert count_flops(model, img1, img2) == before > 0
