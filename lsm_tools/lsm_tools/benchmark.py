@@ -379,9 +379,11 @@ def measure_precisions(model, pairs, device: torch.device, repeats: int,
         runs[ATEN_LINEAR] = Perception(model, "fp32")
     times: Dict[str, List[float]] = {name: [] for name in runs if name != "skipped"}
     recs: Dict[str, list] = {name: [] for name in times}
+    order = list(times)
     for r in range(repeats + 1):
         for i, pair in enumerate(pairs):
-            for name in times:
+            shift = (r + i) % len(order)  # each configuration takes each place in turn
+            for name in order[shift:] + order[:shift]:
                 _sync(device)
                 t0 = time.perf_counter()
                 with (cpu_linear.aten() if name == ATEN_LINEAR else contextlib.nullcontext()):
