@@ -51,8 +51,9 @@ def effective_precision(precision: str, device: str) -> Tuple[str, str]:
 
     CUDA: fp16 and bf16 run under autocast.  CPU: bf16 runs under CPU autocast when the
     processor has native bf16 (sparse convolutions, pointmap heads and the Gaussian
-    parameters stay fp32; cost measured by ``lsm-benchmark``: about 1.1x faster, pointmaps
-    within 0.1 % of fp32, labels of 99 % of the points unchanged), and :meth:`Perception.load`
+    parameters stay fp32; measured by ``lsm-benchmark``: pointmaps within 0.1 % of fp32,
+    labels of 99 % of the points unchanged; no faster than fp32 on the embedded model, 1.2x
+    on the paper configuration, whose fp32 products already run on oneDNN), and :meth:`Perception.load`
     stores the transformer weights in bf16 (:func:`store_autocast_weights`: same outputs,
     half their memory); fp16 on CPU is slower than fp32 and falls back to it.
     """
