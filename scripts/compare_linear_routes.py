@@ -25,8 +25,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=31)
     args = parser.parse_args()
     perception = Perception.load(device="cpu")
-    print(f"{perception.onednn_linear} linear layers switched to oneDNN "
-          f"(products of at least {cpu_linear.MIN_MACS} multiply-adds take it)")
+    print(f"{perception.onednn_linear} linear layers switched to OneDNNLinear (oneDNN for "
+          f"products of at least {cpu_linear.MIN_MACS} multiply-adds whose shape repeats)")
     for pair in benchmark_pairs(2, seed=args.seed + 1000):  # warm-up, other pairs
         perception.reconstruct([pair])
     seconds = {"oneDNN": [], "aten": []}
@@ -38,6 +38,11 @@ def main() -> int:
                 seconds[route].append(time.perf_counter() - t0)
     for route, values in seconds.items():
         print(f"{route}: median {1e3 * statistics.median(values):.1f} ms per pair")
+    routes = {}
+    for module in perception.model.modules():
+        if isinstance(module, cpu_linear.OneDNNLinear):
+            routes[module.route] = routes.get(module.route, 0) + 1
+    print("layers by route after the run:", routes)
     ratios = [a / b for a, b in zip(seconds["oneDNN"], seconds["aten"])]
     faster = sum(r < 1 for r in ratios) / len(ratios)
     print(f"oneDNN / aten per pair: median {statistics.median(ratios):.3f}, "

@@ -180,9 +180,9 @@ def count_flops(model, img1: torch.Tensor, img2: torch.Tensor) -> int:
 
 def matmul_peak(device: torch.device, n: int = 2048, repeats: int = 5) -> Dict[str, float]:
     """Best fp32 throughput of an n x n product (FLOP/s = 2 n^3 / time) through the route
-    the model's linear layers take (:func:`lsm.model.cpu_linear.linear`: oneDNN on an x86
-    CPU) and, on a CPU, through aten's BLAS (``torch.mm``) as well."""
-    from lsm.model.cpu_linear import applies, linear
+    the model's large fixed-shape linear layers take (:mod:`lsm.model.cpu_linear`: oneDNN
+    on an x86 CPU) and, on a CPU, through aten's BLAS (``torch.mm``) as well."""
+    from lsm.model.cpu_linear import applies, onednn_linear
 
     a = torch.randn(n, n, device=device)
     b = torch.randn(n, n, device=device)
@@ -201,7 +201,7 @@ def matmul_peak(device: torch.device, n: int = 2048, repeats: int = 5) -> Dict[s
 
     with torch.no_grad():
         onednn = applies(a, b)
-    best = best_of(lambda: linear(a, b))
+    best = best_of(lambda: onednn_linear(a, b) if onednn else torch.mm(a, b))
     out = {"n": n, "seconds": best, "flops_per_s": 2.0 * n ** 3 / best,
            "route": "oneDNN" if onednn else "aten"}
     if onednn:
@@ -936,6 +936,8 @@ def run_benchmark(model, devices: Sequence[str], settings: BenchmarkSettings,
     n_pairs = max(2, max(settings.batch_sizes))
     log(f"generating {n_pairs} procedural {settings.input_size[1]}x{settings.input_size[0]} pairs")
     pairs = benchmark_pairs(n_pairs, tuple(settings.input_size))
+    from lsm.model.cpu_linear import use_onednn_linear
+
     result = {"model": model.config.name, "settings": dataclasses.asdict(settings), "devices": []}
     for name in devices:
         device = torch.device(name)
@@ -943,8 +945,6 @@ def run_benchmark(model, devices: Sequence[str], settings: BenchmarkSettings,
 
         model = model.to(device).eval()
         if device.type == "cpu":  # as Perception.load does
-            from lsm.model.cpu_linear import use_onednn_linear
-
             use_onednn_linear(model)
         perception = Perception(model)
         labels = settings.labels
@@ -962,6 +962,8 @@ def run_benchmark(model, devices: Sequence[str], settings: BenchmarkSettings,
         log(f"[{name}] batch sizes {list(settings.batch_sizes)}")
         batches = measure_batches(model, pairs, device, settings.batch_sizes, settings.repeats)
         log(f"[{name}] precisions")
+        if device.type == "cpu":  # the batch sweep changed the layers' input shapes
+            use_onednn_linear(model)
         precisions = measure_precisions(model, pairs, device, settings.repeats,
                                         DEFAULT_LABELS if labels else None)
         log(f"[{name}] resolutions {list(settings.sizes)}")

@@ -9,8 +9,7 @@ mlp.fc1, mlp.fc2, norm_y``.
 
 The maths uses ``F.scaled_dot_product_attention`` on the module's own weights. On CPU its
 fused kernel does not materialise the (L, L) score matrix, so all-points self-attention
-stays linear in memory. Its projections go through :func:`lsm.model.cpu_linear.linear`
-(oneDNN on an x86 CPU at inference, ``F.linear`` otherwise).
+stays linear in memory.
 """
 from __future__ import annotations
 
@@ -19,8 +18,6 @@ from typing import Optional, Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
-from .cpu_linear import linear
 
 
 class TokenMlp(nn.Module):
@@ -42,11 +39,11 @@ def _multihead(mha: nn.MultiheadAttention, query: torch.Tensor, key: torch.Tenso
     B, L, C = query.shape
     H = mha.num_heads
     w_q, w_k, w_v = mha.in_proj_weight.chunk(3, dim=0)
-    q = linear(query, w_q).view(B, L, H, C // H).transpose(1, 2)
-    k = linear(key, w_k).view(B, key.shape[1], H, C // H).transpose(1, 2)
-    v = linear(key, w_v).view(B, key.shape[1], H, C // H).transpose(1, 2)
+    q = (query @ w_q.t()).view(B, L, H, C // H).transpose(1, 2)
+    k = (key @ w_k.t()).view(B, key.shape[1], H, C // H).transpose(1, 2)
+    v = (key @ w_v.t()).view(B, key.shape[1], H, C // H).transpose(1, 2)
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
-    out = linear(out.transpose(1, 2).reshape(B, L, C), mha.out_proj.weight)
+    out = out.transpose(1, 2).reshape(B, L, C) @ mha.out_proj.weight.t()
     return out if mha.out_proj.bias is None else out + mha.out_proj.bias
 
 
