@@ -138,7 +138,7 @@ class Perception:
             weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
         self.bf16_stored = 0  # parameters stored in bf16 (store_autocast_weights)
-        self.onednn_linear = 0  # linear layers run through oneDNN (lsm.model.cpu_linear)
+        self.onednn_linear = 0  # linear layers switched to lsm.model.cpu_linear.OneDNNLinear
 
     @classmethod
     def load(cls, weights: WeightSources = WeightSources(), device: str = "auto",
@@ -146,8 +146,9 @@ class Perception:
         """Load the model from ``weights`` onto ``device`` ('auto', 'cpu', 'cuda', 'cuda:N').
 
         ``cpu_threads``: torch's process-wide CPU thread count; 0 = all cores. On an x86
-        CPU the model's linear layers run through oneDNN at inference
-        (:mod:`lsm.model.cpu_linear`: same fp32 maths, up to twice MKL's speed on AMD).
+        CPU the model's large linear layers whose input shape repeats run through oneDNN at
+        inference (:mod:`lsm.model.cpu_linear`: same fp32 maths, up to twice MKL's speed on
+        AMD; the paper configuration's ViT parts).
         """
         start = time.monotonic()
         dev = resolve_device(device)
