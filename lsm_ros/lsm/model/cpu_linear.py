@@ -15,8 +15,9 @@ memory for each new row count of a 64-wide layer with 40,000 rows), and building
 0.2-1.4 ms. So only layers whose input shape never changes take oneDNN's route: a
 :class:`OneDNNLinear` runs its first call on aten and notes the shape, runs on oneDNN while
 later calls bring the same shape, and returns to aten for good at the first other shape
-(the point transformer's layers, whose point counts change with every pair). At most one
-primitive per layer, and none for a layer whose first two shapes differ.
+(the point transformer's pooled levels, whose point counts change with every pair; its
+first level, one point per pixel, keeps its shape). At most one primitive per layer, and
+none for a layer whose first two shapes differ.
 
 The route is also only taken where it computes what ``F.linear`` would and is worth it
 (:func:`applies`): CPU, float32 input and weight, no autograd graph to build, no CPU
